@@ -1,0 +1,62 @@
+"""fjffi: a foreign-function call interface for array kernels.
+
+Register C functions by name, hand them numpy arrays or any buffer as
+validated (pointer, shape, dtype) buffers, and call them with the GIL
+released, from many threads at once.
+"""
+
+import os as _os
+
+from fjffi._core import (
+    Buffer,
+    Call,
+    Registry,
+    call,
+    default_registry,
+    from_buffer,
+    to_buffer,
+)
+from fjffi._targets import Target
+from fjffi.errors import (
+    BufferMismatchError,
+    BufferOverrunError,
+    CallFailedError,
+    DuplicateTargetError,
+    FfiError,
+    InvalidBoolByteError,
+    LayoutError,
+    NullPointerError,
+    PurityViolationError,
+    TargetNotFoundError,
+    UnrepresentableValueError,
+    UnsupportedDtypeError,
+)
+
+__version__ = "0.1.0"
+
+
+def register(name, target, *, api_version=0, gil="auto", thread_safe=True):
+    """Register a C function in the default registry (see Registry.register)."""
+    return default_registry.register(
+        name, target, api_version=api_version, gil=gil, thread_safe=thread_safe
+    )
+
+
+def targets():
+    """The sorted names registered in the default registry."""
+    return default_registry.names()
+
+
+def get_include():
+    """The folder holding fjffi.h, for building kernels against fjffi."""
+    return _os.path.join(_os.path.dirname(__file__), "include")
+
+
+__all__ = [
+    "Buffer", "Call", "Registry", "Target", "call", "default_registry", "from_buffer",
+    "get_include", "register", "targets", "to_buffer", "__version__",
+    "FfiError", "TargetNotFoundError", "DuplicateTargetError", "NullPointerError",
+    "BufferMismatchError", "InvalidBoolByteError", "UnsupportedDtypeError",
+    "UnrepresentableValueError", "LayoutError", "CallFailedError", "PurityViolationError",
+    "BufferOverrunError",
+]

@@ -1,0 +1,116 @@
+"""Python callbacks as targets: purity checks and the io ordering lock.
+
+fjffi._core calls a Callback with read-only views of the inputs and copies
+what it returns into the outputs; everything here is plain Python.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from fjffi.errors import PurityViolationError
+
+__all__ = ["PurityConfig", "Callback", "make_callback"]
+
+FLAVORS = ("pure", "io")
+
+
+@dataclass(frozen=True)
+class PurityConfig:
+    """How pure callbacks are checked.
+
+    verify_idempotency: run a pure callback twice on the same inputs and
+    raise PurityViolationError when the results differ in any bit.
+    warn_on_pure_failure: warn (RuntimeWarning) when a pure callback raises,
+    since that often means it does I/O.
+    """
+
+    verify_idempotency: bool = False
+    warn_on_pure_failure: bool = False
+
+    @classmethod
+    def strict(cls) -> PurityConfig:
+        return cls(verify_idempotency=True, warn_on_pure_failure=True)
+
+    @classmethod
+    def permissive(cls) -> PurityConfig:
+        return cls()
+
+
+class Callback:
+    """A Python callable registered as a target."""
+
+    def __init__(self, name: str, fn, flavor: str, purity: PurityConfig | None):
+        if not callable(fn):
+            raise TypeError(f"callback {name!r}: {type(fn).__name__} object is not callable")
+        if flavor not in FLAVORS:
+            raise ValueError(f"callback {name!r}: flavor must be 'pure' or 'io', not {flavor!r}")
+        if purity is None:
+            purity = PurityConfig.permissive()
+        if not isinstance(purity, PurityConfig):
+            raise TypeError(f"purity must be a PurityConfig, not {type(purity).__name__}")
+        self.name = name
+        self.fn = fn
+        self.flavor = flavor
+        self.purity = purity
+        # io callbacks run one at a time, in the order their calls arrive; a
+        # reentrant lock lets an io callback call fjffi itself.
+        self.lock = threading.RLock() if flavor == "io" else None
+
+    def __repr__(self):
+        return f"Callback({self.name!r}, {self.fn!r}, flavor={self.flavor!r})"
+
+    def __call__(self, views: tuple) -> tuple:
+        if self.lock is not None:
+            with self.lock:
+                return as_results(self.fn(*views))
+        try:
+            first = as_results(self.fn(*views))
+        except Exception:
+            if self.purity.warn_on_pure_failure:
+                warnings.warn(
+                    f"pure callback {self.name!r} raised, which may mean it is not pure "
+                    "(I/O, network, file access)",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            raise
+        if self.purity.verify_idempotency:
+            second = as_results(self.fn(*views))
+            difference = first_difference(first, second)
+            if difference is not None:
+                raise PurityViolationError(
+                    self.name,
+                    f"callback returned different results on identical inputs ({difference})",
+                )
+        return first
+
+
+def as_results(value) -> tuple:
+    """A callback's return value as a tuple, one entry per output."""
+    if value is None:
+        return ()
+    if isinstance(value, (tuple, list)):
+        return tuple(value)
+    return (value,)
+
+
+def first_difference(first: tuple, second: tuple) -> str | None:
+    """Where two result tuples differ in any bit, or None."""
+    if len(first) != len(second):
+        return f"{len(first)} results, then {len(second)}"
+    for i, (a, b) in enumerate(zip(first, second)):
+        a, b = np.asarray(a), np.asarray(b)
+        if a.dtype != b.dtype or a.shape != b.shape:
+            return f"output {i}: {a.dtype}{a.shape}, then {b.dtype}{b.shape}"
+        if np.ascontiguousarray(a).tobytes() != np.ascontiguousarray(b).tobytes():
+            return f"output {i} differs"
+    return None
+
+
+def make_callback(name: str, fn, flavor: str, purity: PurityConfig | None) -> Callback:
+    return Callback(name, fn, flavor, purity)

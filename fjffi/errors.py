@@ -1,0 +1,169 @@
+"""The exceptions fjffi raises.
+
+Every one derives from :class:`FfiError` and also from the builtin a Python
+user would catch (``except LookupError`` still works for an unknown target),
+and carries its fields as attributes.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "FfiError",
+    "TargetNotFoundError",
+    "DuplicateTargetError",
+    "NullPointerError",
+    "BufferMismatchError",
+    "InvalidBoolByteError",
+    "UnsupportedDtypeError",
+    "UnrepresentableValueError",
+    "LayoutError",
+    "CallFailedError",
+    "PurityViolationError",
+    "BufferOverrunError",
+]
+
+
+class FfiError(Exception):
+    """Base class of every fjffi error."""
+
+
+class TargetNotFoundError(FfiError, LookupError):
+    def __init__(self, name: str, available: list[str]):
+        self.name = name
+        self.available = sorted(available)
+        shown = ", ".join(self.available[:20])
+        if len(self.available) > 20:
+            shown += f", ... ({len(self.available)} in all)"
+        super().__init__(f"no target named {name!r} is registered; registered: [{shown}]")
+
+    def __reduce__(self):
+        return (type(self), (self.name, self.available))
+
+
+class DuplicateTargetError(FfiError, ValueError):
+    def __init__(self, name: str):
+        self.name = name
+        super().__init__(
+            f"a target named {name!r} is already registered; the first registration stays"
+        )
+
+    def __reduce__(self):
+        return (type(self), (self.name,))
+
+
+class NullPointerError(FfiError, ValueError):
+    def __init__(self, target_name: str):
+        self.target_name = target_name
+        super().__init__(f"target {target_name!r}: the function pointer is null")
+
+    def __reduce__(self):
+        return (type(self), (self.target_name,))
+
+
+class BufferMismatchError(FfiError, ValueError):
+    """The bytes of a buffer disagree with its shape and dtype.
+
+    ``expected_bytes`` is None when product(shape) * itemsize overflows.
+    """
+
+    def __init__(self, buffer_index: int | None, expected_bytes: int | None, actual_bytes: int,
+                 detail: str = ""):
+        self.buffer_index = buffer_index
+        self.expected_bytes = expected_bytes
+        self.actual_bytes = actual_bytes
+        where = "buffer" if buffer_index is None else f"buffer {buffer_index}"
+        if expected_bytes is None:
+            msg = f"{where}: {detail or 'product(shape) * itemsize'} overflows; it has {actual_bytes} bytes"
+        else:
+            msg = f"{where}: expected {expected_bytes} bytes ({detail}), got {actual_bytes}"
+        super().__init__(msg)
+
+    def __reduce__(self):
+        return (type(self), (self.buffer_index, self.expected_bytes, self.actual_bytes))
+
+
+class InvalidBoolByteError(FfiError, ValueError):
+    def __init__(self, buffer_index: int | None, byte_index: int, value: int, where: str = "buffer"):
+        self.buffer_index = buffer_index
+        self.byte_index = byte_index
+        self.value = value
+        name = where if buffer_index is None else f"{where} {buffer_index}"
+        super().__init__(
+            f"{name}: bool byte {byte_index} is {value}; a bool byte must be 0 or 1"
+        )
+
+    def __reduce__(self):
+        return (type(self), (self.buffer_index, self.byte_index, self.value))
+
+
+class UnsupportedDtypeError(FfiError, TypeError):
+    def __init__(self, dtype, detail: str = ""):
+        self.dtype = dtype
+        msg = f"unsupported dtype {dtype!r}"
+        if detail:
+            msg += f" ({detail})"
+        super().__init__(msg + "; fjffi takes " + _DTYPE_LIST)
+
+    def __reduce__(self):
+        return (type(self), (self.dtype,))
+
+
+_DTYPE_LIST = (
+    "float64, float32, float16, bfloat16, int64, int32, int16, int8, "
+    "uint64, uint32, uint16, uint8, bool, complex64, complex128"
+)
+
+
+class UnrepresentableValueError(FfiError, OverflowError):
+    def __init__(self, dtype: str, value):
+        self.dtype = dtype
+        self.value = value
+        super().__init__(f"{value!r} cannot be represented as {dtype}")
+
+    def __reduce__(self):
+        return (type(self), (self.dtype, self.value))
+
+
+class LayoutError(FfiError, ValueError):
+    """An output that is read-only, not C-contiguous, misaligned, not in
+    native byte order, or overlapping another buffer."""
+
+
+class CallFailedError(FfiError, RuntimeError):
+    def __init__(self, target: str, code: int, message: str = ""):
+        self.target = target
+        self.code = code
+        self.message = message
+        text = f"target {target!r} failed with code {code}"
+        if message:
+            text += f": {message}"
+        super().__init__(text)
+
+    def __reduce__(self):
+        return (type(self), (self.target, self.code, self.message))
+
+
+class PurityViolationError(FfiError):
+    def __init__(self, callback_name: str, detail: str):
+        self.callback_name = callback_name
+        self.detail = detail
+        super().__init__(f"pure callback {callback_name!r} is not idempotent: {detail}")
+
+    def __reduce__(self):
+        return (type(self), (self.callback_name, self.detail))
+
+
+class BufferOverrunError(FfiError):
+    """A kernel wrote past the declared end of an output (guard mode)."""
+
+    def __init__(self, target: str, buffer_index: int, byte_index: int):
+        self.target = target
+        self.buffer_index = buffer_index
+        self.byte_index = byte_index
+        super().__init__(
+            f"target {target!r} wrote past the end of output {buffer_index}: "
+            f"guard byte {byte_index} after its declared size was changed"
+        )
+
+    def __reduce__(self):
+        return (type(self), (self.target, self.buffer_index, self.byte_index))

@@ -1,0 +1,55 @@
+/*
+ * The target registry: an open-addressing hash table from name to target,
+ * behind one pthread rwlock.
+ *
+ * Locking rules:
+ *  - registry_get takes the read lock and needs no GIL, so any number of
+ *    threads look up at once, inside `nogil` too.
+ *  - registry_add takes the write lock; a name is never removed, so a
+ *    target pointer returned by registry_get stays valid for the
+ *    registry's lifetime (the table holds pointers, a resize moves only
+ *    those).
+ *  - No caller waits for the GIL while holding either lock: that is what
+ *    keeps the lock and the GIL from deadlocking each other.
+ */
+#ifndef FJFFI_REGISTRY_H
+#define FJFFI_REGISTRY_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum { FJFFI_GIL_RELEASE = 0, FJFFI_GIL_HOLD = 1, FJFFI_GIL_AUTO = 2 };
+
+typedef struct registry_target {
+    char *name; /* owned copy, NUL-terminated */
+    size_t name_len;
+    uint64_t hash;
+    void *fn;           /* kernel; NULL only for Python callbacks */
+    int32_t api_version;
+    int32_t gil;        /* FJFFI_GIL_* */
+    int32_t thread_safe;
+    int32_t is_callback;
+    pthread_mutex_t serial; /* taken around each call when !thread_safe */
+    void *record;       /* strong reference to the Python Target record */
+} registry_target;
+
+typedef struct registry {
+    pthread_rwlock_t lock;
+    registry_target **slots; /* capacity entries, NULL where empty */
+    size_t capacity;         /* a power of two */
+    size_t count;
+} registry;
+
+uint64_t registry_hash(const char *name, size_t len);
+int registry_init(registry *r);
+/* Frees the table and the names; the records are the caller's to release. */
+void registry_destroy(registry *r);
+const registry_target *registry_get(registry *r, const char *name, size_t len, uint64_t hash);
+/* 0 added (the registry copies name), 1 name taken (nothing changed), -1 out of memory. */
+int registry_add(registry *r, const registry_target *target);
+/* Copies up to max record pointers into out under the read lock; returns the count. */
+size_t registry_records(registry *r, void **out, size_t max);
+size_t registry_count(registry *r);
+
+#endif
