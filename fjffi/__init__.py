@@ -16,6 +16,7 @@ from fjffi._core import (
     from_buffer,
     to_buffer,
 )
+from fjffi._callbacks import PurityConfig
 from fjffi._targets import Target
 from fjffi.errors import (
     BufferMismatchError,
@@ -42,6 +43,11 @@ def register(name, target, *, api_version=0, gil="auto", thread_safe=True):
     )
 
 
+def register_callback(name, fn, *, flavor="pure", purity=None):
+    """Register a Python callable in the default registry (see Registry.register_callback)."""
+    return default_registry.register_callback(name, fn, flavor=flavor, purity=purity)
+
+
 def targets():
     """The sorted names registered in the default registry."""
     return default_registry.names()
@@ -53,8 +59,9 @@ def get_include():
 
 
 __all__ = [
-    "Buffer", "Call", "Registry", "Target", "call", "default_registry", "from_buffer",
-    "get_include", "register", "targets", "to_buffer", "__version__",
+    "Buffer", "Call", "PurityConfig", "Registry", "Target", "call", "default_registry",
+    "from_buffer", "get_include", "register", "register_callback", "targets", "to_buffer",
+    "__version__",
     "FfiError", "TargetNotFoundError", "DuplicateTargetError", "NullPointerError",
     "BufferMismatchError", "InvalidBoolByteError", "UnsupportedDtypeError",
     "UnrepresentableValueError", "LayoutError", "CallFailedError", "PurityViolationError",

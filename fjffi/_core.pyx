@@ -140,6 +140,9 @@ C_TYPES = (
 )
 cdef Py_ssize_t ITEMSIZE[15]
 ITEMSIZE[:] = [8, 4, 2, 2, 8, 4, 2, 1, 8, 4, 2, 1, 1, 8, 16]
+# Alignment of the C type; a complex number aligns like its parts.
+cdef Py_ssize_t ALIGNMENT[15]
+ALIGNMENT[:] = [8, 4, 2, 2, 8, 4, 2, 1, 8, 4, 2, 1, 1, 4, 8]
 # bfloat16 has no PEP 3118 code: a buffer-protocol view shows its raw bits.
 cdef const char *FORMATS[15]
 FORMATS[:] = [b"d", b"f", b"e", b"H", b"q", b"i", b"h", b"b", b"Q", b"I", b"H", b"B", b"?",
@@ -283,6 +286,7 @@ cdef class Buffer:
     cdef int ndim_
     cdef bint readonly
     cdef Py_ssize_t *dims      # ndim shape entries, then ndim strides
+    cdef Py_ssize_t inline_dims[16]  # dims for up to 8 dimensions, no malloc
 
     def __cinit__(self):
         self.has_view = False
@@ -293,7 +297,8 @@ cdef class Buffer:
         if self.has_view:
             PyBuffer_Release(&self.view)
         free(self.alloc)
-        PyMem_Free(self.dims)
+        if self.dims != self.inline_dims:
+            PyMem_Free(self.dims)
 
     def __init__(self, data, shape, dtype):
         cdef int code = dtype_code(dtype)
@@ -318,7 +323,7 @@ cdef class Buffer:
         if self.view.len != expected:
             raise BufferMismatchError(None, expected, self.view.len,
                                       f"shape {dims} of {DTYPE_NAMES[code]}")
-        if (<uintptr_t>self.view.buf) % ITEMSIZE[code if code < 13 else code - 1] != 0:
+        if (<uintptr_t>self.view.buf) % ALIGNMENT[code] != 0:
             raise LayoutError(f"Buffer data is not aligned to its {DTYPE_NAMES[code]} elements; "
                               "fjffi.to_buffer copies into aligned memory")
         self.setup(data, <char *>self.view.buf, expected, code, dims)
@@ -336,9 +341,12 @@ cdef class Buffer:
         self.nbytes_ = nbytes
         self.code = code
         self.ndim_ = <int>ndim
-        self.dims = <Py_ssize_t *>PyMem_Malloc(max(2 * ndim, 1) * sizeof(Py_ssize_t))
-        if self.dims == NULL:
-            raise MemoryError()
+        if ndim <= 8:
+            self.dims = self.inline_dims
+        else:
+            self.dims = <Py_ssize_t *>PyMem_Malloc(2 * ndim * sizeof(Py_ssize_t))
+            if self.dims == NULL:
+                raise MemoryError()
         for i in range(ndim):
             self.dims[i] = dims[i]
         for i in range(ndim - 1, -1, -1):
@@ -349,20 +357,7 @@ cdef class Buffer:
     @staticmethod
     def zeros(shape, dtype):
         """A new writable Buffer of zeros."""
-        cdef int code = dtype_code(dtype)
-        cdef tuple dims = normalize_shape(shape)
-        cdef Py_ssize_t nbytes
-        if checked_nbytes(dims, ITEMSIZE[code], &nbytes):
-            raise BufferMismatchError(None, None, 0,
-                                      f"product of shape {dims} * itemsize {ITEMSIZE[code]}")
-        cdef Buffer buf = Buffer.__new__(Buffer)
-        # calloc: zero pages come lazily for big buffers, and glibc aligns to 16.
-        buf.alloc = calloc(max(nbytes, 1), 1)
-        if buf.alloc == NULL:
-            raise MemoryError(f"cannot allocate {nbytes} bytes")
-        buf.readonly = False
-        buf.setup(None, <char *>buf.alloc, nbytes, code, dims)
-        return buf
+        return new_buffer(dtype_code(dtype), normalize_shape(shape))
 
     @property
     def shape(self):
@@ -420,8 +415,24 @@ cdef Buffer wrap_array(cnp.ndarray arr, int code):
     return buf
 
 
+cdef Buffer new_buffer(int code, tuple dims):
+    """A new writable, zeroed Buffer of a validated shape."""
+    cdef Py_ssize_t nbytes
+    if checked_nbytes(dims, ITEMSIZE[code], &nbytes):
+        raise BufferMismatchError(None, None, 0,
+                                  f"product of shape {dims} * itemsize {ITEMSIZE[code]}")
+    cdef Buffer buf = Buffer.__new__(Buffer)
+    # calloc: zero pages come lazily for big buffers, and glibc aligns to 16.
+    buf.alloc = calloc(max(nbytes, 1), 1)
+    if buf.alloc == NULL:
+        raise MemoryError(f"cannot allocate {nbytes} bytes")
+    buf.readonly = False
+    buf.setup(None, <char *>buf.alloc, nbytes, code, dims)
+    return buf
+
+
 cdef Buffer scalar_buffer(int code, const void *value):
-    cdef Buffer buf = Buffer.zeros((), DTYPE_NAMES[code])
+    cdef Buffer buf = new_buffer(code, ())
     memcpy(buf.data, value, ITEMSIZE[code])
     return buf
 
@@ -434,6 +445,11 @@ def to_buffer(value):
     goes through numpy.  A C-contiguous, aligned, native-order array is
     wrapped without copying; anything else is copied.
     """
+    return marshal(value, None)
+
+
+cdef Buffer marshal(object value, object index):
+    """to_buffer; index names the input in error messages (None: no call)."""
     cdef double d
     cdef long long ll
     cdef int overflow = 0
@@ -456,7 +472,7 @@ def to_buffer(value):
         c[0] = value.real
         c[1] = value.imag
         return scalar_buffer(FJFFI_COMPLEX128, c)
-    return array_to_buffer(value, None)
+    return array_to_buffer(value, index)
 
 
 cdef Buffer array_to_buffer(object value, object index):
@@ -775,7 +791,7 @@ cdef inline int describe_buffer(object obj, fjffi_buffer *desc) noexcept:
         desc.ndim = buf.ndim_
         desc.shape = <const int64_t *>buf.dims
         return buf.readonly
-    if cnp.PyArray_CheckExact(obj):
+    if cnp.PyArray_Check(obj):
         arr = <cnp.ndarray>obj
         code = descr_code(<cnp.dtype>cnp.PyArray_DESCR(arr))
         flags = cnp.PyArray_FLAGS(arr)
@@ -805,9 +821,7 @@ cdef str layout_problem(object obj):
         return "it is not C-contiguous"
     if not flags & cnp.NPY_ARRAY_ALIGNED:
         return "it is misaligned"
-    if not cnp.PyArray_ISNOTSWAPPED(arr):
-        return "it is not in native byte order"
-    return "it is an ndarray subclass; pass a plain ndarray (np.asarray)"
+    return "it is not in native byte order"
 
 
 cdef inline bint overlaps(const fjffi_buffer *a, const fjffi_buffer *b) noexcept nogil:
@@ -925,7 +939,7 @@ cdef class Call:
             if describe_buffer(obj, &f.inputs[i]) < 0:
                 # Slow path: copy into a native, contiguous Buffer, kept alive
                 # by `converted` until the call returns.
-                obj = array_to_buffer(obj, i)
+                obj = marshal(obj, i)
                 if converted is None:
                     converted = []
                 converted.append(obj)
