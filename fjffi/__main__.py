@@ -1,1 +1,194 @@
-print("fjffi")
+"""python -m fjffi: what is registered, a self-check of every built-in kernel
+against numpy, and the seed's benchmarks as measured here."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+import fjffi
+
+TYPED_DTYPES = ("float64", "float32", "int64", "int32")
+SHAPES = ((), (0,), (7,), (3, 4), (2, 0, 5), (1000,))
+
+
+def describe_targets(registry) -> list[str]:
+    lines = [f"{'name':<12} {'kind':<9} {'abi':<9} {'gil':<8} thread_safe"]
+    for name in registry.names():
+        t = registry.get(name)
+        abi = {0: "raw (0)", 1: "typed (1)"}.get(t.api_version, "python")
+        lines.append(f"{name:<12} {t.kind:<9} {abi:<9} {t.gil:<8} {t.thread_safe}")
+    return lines
+
+
+def sample(shape, dtype, rng) -> np.ndarray:
+    if np.dtype(dtype).kind == "f":
+        return rng.standard_normal(shape).astype(dtype)
+    info = np.iinfo(dtype)
+    return rng.integers(info.min, info.max, size=shape, dtype=dtype, endpoint=True)
+
+
+def self_check() -> list[tuple[str, str | None]]:
+    """(kernel, None) for each built-in kernel that agrees with numpy, or
+    (kernel, what went wrong)."""
+    rng = np.random.default_rng(0)
+    results = []
+
+    def check(name, fn):
+        try:
+            fn()
+        except Exception as exc:  # a self-check reports, it does not stop
+            results.append((name, f"{type(exc).__name__}: {exc}"))
+        else:
+            results.append((name, None))
+
+    def noop():
+        fjffi.Call("noop").invoke((), ())
+
+    def copy():
+        x = np.array(-0.0 * np.pi)
+        (y,) = fjffi.call("copy", (x,), (x,))
+        assert y.tobytes() == x.tobytes(), "copy changed the bits"
+
+    def double_f64():
+        for v in (0.0, 1.5, -3.25, 1e308, np.nan):
+            (y,) = fjffi.call("double_f64", (v,), (np.empty(()),))
+            with np.errstate(over="ignore"):
+                want = np.float64(v) * 2
+            assert np.array_equal(y, want, equal_nan=True), f"double_f64({v}) = {y}"
+
+    def fail():
+        y = np.full(4, 7.0)
+        try:
+            fjffi.Call("fail").invoke((), (y,))
+        except fjffi.CallFailedError as exc:
+            assert exc.code == -42 and exc.target == "fail", repr(exc)
+            assert not y.any(), "outputs not zeroed after a failed call"
+        else:
+            raise AssertionError("fail did not fail")
+
+    def elementwise(name, ufunc, arity):
+        def run():
+            for dtype in TYPED_DTYPES:
+                for shape in SHAPES:
+                    xs = [sample(shape, dtype, rng) for _ in range(arity)]
+                    (y,) = fjffi.call(name, xs, (xs[0],))
+                    with np.errstate(over="ignore"):
+                        want = ufunc(*xs)
+                    assert y.dtype == want.dtype and np.array_equal(y, want), (
+                        f"{name} {dtype}{shape}"
+                    )
+        return run
+
+    def total():
+        for dtype in TYPED_DTYPES:
+            for shape in SHAPES:
+                x = sample(shape, dtype, rng)
+                (y,) = fjffi.call("sum", (x,), (np.empty((), dtype),))
+                want = np.sum(x, dtype=dtype)
+                if x.dtype.kind == "f":
+                    tol = 1e-5 if dtype == "float32" else 1e-12
+                    ok = np.allclose(y, want, rtol=tol, atol=tol * max(1, x.size))
+                else:
+                    ok = y == want
+                assert ok, f"sum {dtype}{shape}: {y} != {want}"
+
+    checks = {
+        "noop": noop, "copy": copy, "double_f64": double_f64, "fail": fail,
+        "negate": elementwise("negate", np.negative, 1),
+        "add": elementwise("add", np.add, 2),
+        "multiply": elementwise("multiply", np.multiply, 2),
+        "sum": total,
+    }
+    for name in fjffi.targets():
+        if fjffi.default_registry.get(name).kind != "builtin":
+            continue
+        if name in checks:
+            check(name, checks[name])
+        else:
+            results.append((name, "no self-check for this kernel"))
+    return results
+
+
+def main_job(args) -> int:
+    print(f"fjffi {fjffi.__version__} (numpy {np.__version__})")
+    print(f"\nRegistered targets ({len(fjffi.default_registry)}):")
+    for line in describe_targets(fjffi.default_registry):
+        print("  " + line)
+
+    print("\nSelf-check of the built-in kernels against numpy:")
+    failures = 0
+    for name, problem in self_check():
+        print(f"  {name:<12} {'ok' if problem is None else 'FAILED: ' + problem}")
+        failures += problem is not None
+
+    if not args.no_bench:
+        from fjffi import _bench
+
+        print("\nThe seed's benchmarks, measured here (median):")
+        rows = _bench.seed_benchmarks(quick=args.quick, progress=_progress)
+        print(_bench.render_seed(rows))
+    if failures:
+        print(f"\n{failures} built-in kernel(s) FAILED the self-check", file=sys.stderr)
+        return 1
+    return 0
+
+
+def bench_job(args) -> int:
+    from fjffi import _bench
+
+    return _bench.main(rounds=args.rounds, json_path=args.json, quick=args.quick,
+                       progress=_progress)
+
+
+def _progress(done: int, total: int, label: str) -> None:
+    """One progress line on stderr, redrawn in place on a terminal."""
+    if not sys.stderr.isatty():
+        return
+    width = 24
+    filled = width * done // max(total, 1)
+    end = "\n" if done >= total else ""
+    sys.stderr.write(f"\r  [{'#' * filled}{'.' * (width - filled)}] {done}/{total} {label:<40}"
+                     + end)
+    sys.stderr.flush()
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m fjffi",
+        description=(
+            "fjffi: call C kernels on numpy buffers through a validated, thread-safe registry. "
+            "With no command: print the version and the registered targets, self-check every "
+            "built-in kernel against numpy, and time the seed's eight benchmarks."
+        ),
+    )
+    p.add_argument("--no-bench", action="store_true", help="skip the seed's benchmarks")
+    p.add_argument("--quick", action="store_true", help="fewer rounds: faster, noisier figures")
+    sub = p.add_subparsers(dest="command", metavar="command")
+    b = sub.add_parser(
+        "bench",
+        help="compare fjffi with a direct Cython call, cffi, ctypes and numpy",
+        description=(
+            "Time noop, scalar f64 double and 1000-element f64 negate through fjffi, a direct "
+            "Cython call (the floor), cffi (API and ABI mode), ctypes and numpy, in one "
+            "process; print medians and ratios to the floor, then thread scaling, registry "
+            "scale and allocation figures."
+        ),
+    )
+    b.add_argument("--rounds", type=int, default=7, help="rounds per route (default 7)")
+    b.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+    b.add_argument("--quick", action="store_true", help="fewer rounds: faster, noisier figures")
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "bench":
+        return bench_job(args)
+    return main_job(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
