@@ -159,6 +159,9 @@ for _char in "lqLQ":
     _dt = np.dtype(_char)
     TYPE_NUM_CODE[_dt.num] = DTYPE_NAMES.index(_dt.name)
 
+# numpy dtype of each code, parsed once (None for bfloat16: see bfloat16_dtype).
+cdef tuple NUMPY_DTYPES = tuple([None if n == "bfloat16" else np.dtype(n) for n in DTYPE_NAMES])
+
 cdef int BF16_TYPE_NUM = -2  # set once ml_dtypes is seen
 cdef object BF16_DTYPE = None
 
@@ -185,6 +188,11 @@ cdef inline int descr_code(cnp.dtype descr) noexcept:
 
 cpdef int dtype_code(object dtype) except -1:
     """The fjffi.h code of a dtype given as a numpy dtype, a type or a name."""
+    cdef int code
+    if isinstance(dtype, np.dtype) and (<cnp.dtype>dtype).type_num < 32:
+        code = descr_code(<cnp.dtype>dtype)
+        if code >= 0 and cnp.PyDataType_ISNOTSWAPPED(<cnp.dtype>dtype):
+            return code
     if isinstance(dtype, str) and dtype == "bfloat16":
         return FJFFI_BFLOAT16
     try:
@@ -193,7 +201,7 @@ cpdef int dtype_code(object dtype) except -1:
         raise UnsupportedDtypeError(dtype, "not a dtype numpy knows") from None
     if dt.name == "bfloat16":
         bfloat16_dtype()
-    cdef int code = descr_code(dt)
+    code = descr_code(dt)
     if code < 0:
         raise UnsupportedDtypeError(dt)
     if not dt.isnative:
@@ -206,7 +214,7 @@ cdef object code_dtype(int code):
     if code == FJFFI_BFLOAT16:
         dt = bfloat16_dtype()
         return "bfloat16" if dt is None else dt
-    return np.dtype(DTYPE_NAMES[code])
+    return NUMPY_DTYPES[code]
 
 
 cdef Py_ssize_t first_bad_bool(const uint8_t *p, Py_ssize_t n) noexcept nogil:
@@ -751,11 +759,15 @@ DEF GUARD_FILL = 0xFD
 
 
 cdef struct Frame:
+    # What one call hands the kernel: a descriptor per buffer, and 16 bytes
+    # per input where a Python scalar input is marshalled without allocating.
     fjffi_buffer *inputs
     fjffi_buffer *outputs
+    uint64_t *scalars
     size_t n_inputs
     size_t n_outputs
     fjffi_buffer stack[2 * STACK_BUFFERS]
+    uint64_t scalar_stack[2 * STACK_BUFFERS]
     void *heap
 
 
@@ -763,14 +775,53 @@ cdef int frame_init(Frame *f, size_t n_inputs, size_t n_outputs) except -1:
     f.heap = NULL
     f.n_inputs = n_inputs
     f.n_outputs = n_outputs
-    if n_inputs + n_outputs <= 2 * STACK_BUFFERS:
+    if n_inputs + n_outputs <= 2 * STACK_BUFFERS and n_inputs <= STACK_BUFFERS:
         f.inputs = f.stack
+        f.scalars = f.scalar_stack
     else:
-        f.heap = PyMem_Malloc((n_inputs + n_outputs) * sizeof(fjffi_buffer))
+        f.heap = PyMem_Malloc((n_inputs + n_outputs) * sizeof(fjffi_buffer)
+                              + n_inputs * 2 * sizeof(uint64_t))
         if f.heap == NULL:
             raise MemoryError()
         f.inputs = <fjffi_buffer *>f.heap
+        f.scalars = <uint64_t *>(f.inputs + n_inputs + n_outputs)
     f.outputs = f.inputs + n_inputs
+    return 0
+
+
+cdef int64_t NO_SHAPE[1]
+NO_SHAPE[0] = 0
+
+
+cdef inline int describe_scalar(object obj, fjffi_buffer *desc, uint64_t *slot,
+                                size_t index) except -2:
+    """Marshal a Python float, int, bool or complex into slot, as to_buffer
+    would, without allocating.  Returns -1 for any other object."""
+    cdef long long ll
+    cdef int overflow = 0
+    cdef type kind = type(obj)
+    if kind is float:
+        (<double *>slot)[0] = obj
+        desc.dtype = FJFFI_FLOAT64
+    elif kind is int:
+        ll = PyLong_AsLongLongAndOverflow(obj, &overflow)
+        if overflow:
+            raise UnrepresentableValueError("int64", obj)
+        (<int64_t *>slot)[0] = ll
+        desc.dtype = FJFFI_INT64
+    elif kind is bool:
+        (<uint8_t *>slot)[0] = obj is True
+        desc.dtype = FJFFI_BOOL
+    elif kind is complex:
+        (<double *>slot)[0] = obj.real
+        (<double *>slot)[1] = obj.imag
+        desc.dtype = FJFFI_COMPLEX128
+    else:
+        return -1
+    desc.data = slot
+    desc.nbytes = ITEMSIZE[desc.dtype]
+    desc.ndim = 0
+    desc.shape = NO_SHAPE
     return 0
 
 
@@ -871,6 +922,17 @@ cdef inline int32_t run_kernel(const registry_target *t, Frame *f,
     return rc
 
 
+cdef extern from "<stdlib.h>" nogil:
+    char *getenv(const char *name)
+
+
+cdef bint guard_from_environment() noexcept:
+    """FJFFI_GUARD set to anything but "" or "0".  getenv sees what
+    os.environ sets (it calls putenv) and costs no Python objects."""
+    cdef const char *value = getenv("FJFFI_GUARD")
+    return value != NULL and value[0] != 0 and not (value[0] == c'0' and value[1] == 0)
+
+
 cdef class Call:
     """A call to a named target: ``Call(name).invoke(inputs, outputs)``.
 
@@ -893,9 +955,7 @@ cdef class Call:
         self.name = name  # holds the str whose UTF-8 cname points into
         self.hash = registry_hash(self.cname, self.clen)
         self.registry = default_registry if registry is None else registry
-        if guard is None:
-            guard = os.environ.get("FJFFI_GUARD", "") not in ("", "0")
-        self.guard = guard
+        self.guard = guard_from_environment() if guard is None else guard
 
     def __repr__(self):
         return f"fjffi.Call({self.name!r})"
@@ -908,164 +968,178 @@ cdef class Call:
         Buffers, written in place.  On any failure the outputs are left
         zeroed (or untouched, if validation failed first).
         """
-        cdef const registry_target *t = registry_get(reg_of(self.registry), self.cname,
-                                                     self.clen, self.hash)
-        if t == NULL:
-            raise TargetNotFoundError(self.name, self.registry.names())
-        # A tuple holds its items for the whole call; a list could be
-        # emptied by another thread while the kernel runs without the GIL.
-        if type(inputs) is not tuple:
-            inputs = tuple(inputs)
-        if type(outputs) is not tuple:
-            outputs = tuple(outputs)
-        cdef Frame f
-        frame_init(&f, len(<tuple>inputs), len(<tuple>outputs))
-        try:
-            return self.run(t, <tuple>inputs, <tuple>outputs, &f)
-        finally:
-            PyMem_Free(f.heap)
+        invoke_target(self.name, self.registry, self.cname, self.clen, self.hash, self.guard,
+                      inputs, outputs)
 
-    cdef run(self, const registry_target *t, tuple inputs, tuple outputs, Frame *f):
-        cdef size_t i, j
-        cdef int state
-        cdef Py_ssize_t bad
-        cdef fjffi_context ctx
-        cdef int32_t rc
-        cdef size_t moved = 0
-        cdef list converted = None
 
-        for i in range(f.n_inputs):
-            obj = inputs[i]
-            if describe_buffer(obj, &f.inputs[i]) < 0:
-                # Slow path: copy into a native, contiguous Buffer, kept alive
-                # by `converted` until the call returns.
-                obj = marshal(obj, i)
-                if converted is None:
-                    converted = []
-                converted.append(obj)
-                describe_buffer(obj, &f.inputs[i])
-            if f.inputs[i].dtype == FJFFI_BOOL:
-                bad = first_bad_bool(<uint8_t *>f.inputs[i].data, f.inputs[i].nbytes)
-                if bad >= 0:
-                    raise InvalidBoolByteError(i, bad, (<uint8_t *>f.inputs[i].data)[bad],
-                                               f"{self.name}: input {i}")
-            moved += f.inputs[i].nbytes
-        for i in range(f.n_outputs):
-            obj = outputs[i]
-            state = describe_buffer(obj, &f.outputs[i])
-            if state != 0:
-                if state < 0 and cnp.PyArray_Check(obj) and descr_code(
-                        (<cnp.ndarray>obj).descr) < 0:
-                    raise UnsupportedDtypeError(obj.dtype, f"output {i}")
-                raise LayoutError(f"{self.name}: output {i} cannot be written in place: "
-                                  f"{layout_problem(obj)}")
-            for j in range(f.n_inputs):
-                if overlaps(&f.outputs[i], &f.inputs[j]):
-                    raise LayoutError(f"{self.name}: output {i} overlaps input {j}; outputs "
-                                      "are zeroed before the call, so they must not alias")
-            for j in range(i):
-                if overlaps(&f.outputs[i], &f.outputs[j]):
-                    raise LayoutError(f"{self.name}: output {i} overlaps output {j}")
-            moved += f.outputs[i].nbytes
+cdef int invoke_target(str name, Registry registry, const char *cname, Py_ssize_t clen,
+                       uint64_t hash, bint guard, object inputs, object outputs) except -1:
+    cdef const registry_target *t = registry_get(reg_of(registry), cname, clen, hash)
+    if t == NULL:
+        raise TargetNotFoundError(name, registry.names())
+    # A tuple holds its items for the whole call; a list could be
+    # emptied by another thread while the kernel runs without the GIL.
+    if type(inputs) is not tuple:
+        inputs = tuple(inputs)
+    if type(outputs) is not tuple:
+        outputs = tuple(outputs)
+    cdef Frame f
+    frame_init(&f, len(<tuple>inputs), len(<tuple>outputs))
+    try:
+        run(name, guard, t, <tuple>inputs, <tuple>outputs, &f)
+    finally:
+        PyMem_Free(f.heap)
+    return 0
 
-        if t.is_callback:
-            self.run_callback(t, inputs if converted is None else (inputs, converted), f)
+
+cdef int run(str name, bint guard, const registry_target *t, tuple inputs, tuple outputs,
+             Frame *f) except -1:
+    """Steps 2 to 6 of the call: validate, zero, run, check; see the README."""
+    cdef size_t i, j
+    cdef int state
+    cdef Py_ssize_t bad
+    cdef fjffi_context ctx
+    cdef int32_t rc
+    cdef size_t moved = 0
+    cdef list converted = None
+
+    for i in range(f.n_inputs):
+        obj = inputs[i]
+        if (describe_buffer(obj, &f.inputs[i]) < 0
+                and describe_scalar(obj, &f.inputs[i], f.scalars + 2 * i, i) < 0):
+            # Slow path: copy into a native, contiguous Buffer, kept alive
+            # by `converted` until the call returns.
+            obj = marshal(obj, i)
+            if converted is None:
+                converted = []
+            converted.append(obj)
+            describe_buffer(obj, &f.inputs[i])
+        if f.inputs[i].dtype == FJFFI_BOOL:
+            bad = first_bad_bool(<uint8_t *>f.inputs[i].data, f.inputs[i].nbytes)
+            if bad >= 0:
+                raise InvalidBoolByteError(i, bad, (<uint8_t *>f.inputs[i].data)[bad],
+                                           f"{name}: input {i}")
+        moved += f.inputs[i].nbytes
+    for i in range(f.n_outputs):
+        obj = outputs[i]
+        state = describe_buffer(obj, &f.outputs[i])
+        if state != 0:
+            if state < 0 and cnp.PyArray_Check(obj) and descr_code(
+                    (<cnp.ndarray>obj).descr) < 0:
+                raise UnsupportedDtypeError(obj.dtype, f"output {i}")
+            raise LayoutError(f"{name}: output {i} cannot be written in place: "
+                              f"{layout_problem(obj)}")
+        for j in range(f.n_inputs):
+            if overlaps(&f.outputs[i], &f.inputs[j]):
+                raise LayoutError(f"{name}: output {i} overlaps input {j}; outputs "
+                                  "are zeroed before the call, so they must not alias")
+        for j in range(i):
+            if overlaps(&f.outputs[i], &f.outputs[j]):
+                raise LayoutError(f"{name}: output {i} overlaps output {j}")
+        moved += f.outputs[i].nbytes
+
+    if t.is_callback:
+        run_callback(name, t, inputs if converted is None else (inputs, converted), f)
+    else:
+        ctx.message[0] = 0
+        if guard:
+            rc = run_guarded(name, t, f, &ctx)
         else:
-            ctx.message[0] = 0
-            if self.guard:
-                rc = self.run_guarded(t, f, &ctx, moved)
-            else:
-                zero_outputs(f)
-                if t.gil == FJFFI_GIL_RELEASE or (t.gil == FJFFI_GIL_AUTO
-                                                  and moved >= AUTO_RELEASE_BYTES):
-                    with nogil:
-                        rc = run_kernel(t, f, &ctx)
-                else:
+            zero_outputs(f)
+            if t.gil == FJFFI_GIL_RELEASE or (t.gil == FJFFI_GIL_AUTO
+                                              and moved >= AUTO_RELEASE_BYTES):
+                with nogil:
                     rc = run_kernel(t, f, &ctx)
-            if rc != 0:
+            else:
+                rc = run_kernel(t, f, &ctx)
+        if rc != 0:
+            zero_outputs(f)
+            ctx.message[FJFFI_MESSAGE_SIZE - 1] = 0
+            raise CallFailedError(name, rc, ctx.message.decode("utf-8", "replace"))
+    for i in range(f.n_outputs):
+        if f.outputs[i].dtype == FJFFI_BOOL:
+            bad = first_bad_bool(<uint8_t *>f.outputs[i].data, f.outputs[i].nbytes)
+            if bad >= 0:
+                value = (<uint8_t *>f.outputs[i].data)[bad]
                 zero_outputs(f)
-                ctx.message[FJFFI_MESSAGE_SIZE - 1] = 0
-                raise CallFailedError(self.name, rc, ctx.message.decode("utf-8", "replace"))
+                raise InvalidBoolByteError(f.n_inputs + i, bad, value,
+                                           f"{name}: output {i}")
+    return 0
+
+
+cdef int32_t run_guarded(str name, const registry_target *t, Frame *f,
+                         fjffi_context *ctx) except? -1:
+    """Run the kernel on shadow outputs with guard bytes after their end.
+
+    A kernel that writes past an output's declared size damages a guard
+    byte: the outputs are then zeroed and BufferOverrunError raised.
+    """
+    cdef size_t i, k
+    cdef int32_t rc
+    cdef uint8_t *shadow
+    cdef void **real = <void **>calloc(f.n_outputs + 1, sizeof(void *))
+    if real == NULL:
+        raise MemoryError()
+    try:
         for i in range(f.n_outputs):
-            if f.outputs[i].dtype == FJFFI_BOOL:
-                bad = first_bad_bool(<uint8_t *>f.outputs[i].data, f.outputs[i].nbytes)
-                if bad >= 0:
-                    value = (<uint8_t *>f.outputs[i].data)[bad]
-                    zero_outputs(f)
-                    raise InvalidBoolByteError(f.n_inputs + i, bad, value,
-                                               f"{self.name}: output {i}")
+            real[i] = f.outputs[i].data
+            memset(real[i], 0, f.outputs[i].nbytes)
+            shadow = <uint8_t *>calloc(f.outputs[i].nbytes + GUARD_BYTES, 1)
+            if shadow == NULL:
+                raise MemoryError()
+            memset(shadow + f.outputs[i].nbytes, GUARD_FILL, GUARD_BYTES)
+            f.outputs[i].data = shadow
+        with nogil:
+            rc = run_kernel(t, f, ctx)
+        for i in range(f.n_outputs):
+            shadow = <uint8_t *>f.outputs[i].data
+            for k in range(GUARD_BYTES):
+                if shadow[f.outputs[i].nbytes + k] != GUARD_FILL:
+                    raise BufferOverrunError(name, i, k)
+        for i in range(f.n_outputs):
+            memcpy(real[i], f.outputs[i].data, f.outputs[i].nbytes)
+        return rc
+    finally:
+        for i in range(f.n_outputs):
+            if real[i] != NULL:
+                if f.outputs[i].data != real[i]:
+                    free(f.outputs[i].data)
+                f.outputs[i].data = real[i]
+        free(real)
 
-    cdef int32_t run_guarded(self, const registry_target *t, Frame *f, fjffi_context *ctx,
-                             size_t moved) except? -1:
-        """Run the kernel on shadow outputs with guard bytes after their end.
 
-        A kernel that writes past an output's declared size damages a guard
-        byte: the outputs are then zeroed and BufferOverrunError raised.
-        """
-        cdef size_t i, k
-        cdef int32_t rc
-        cdef uint8_t *shadow
-        cdef void **real = <void **>calloc(f.n_outputs + 1, sizeof(void *))
-        if real == NULL:
-            raise MemoryError()
-        try:
-            for i in range(f.n_outputs):
-                real[i] = f.outputs[i].data
-                memset(real[i], 0, f.outputs[i].nbytes)
-                shadow = <uint8_t *>calloc(f.outputs[i].nbytes + GUARD_BYTES, 1)
-                if shadow == NULL:
-                    raise MemoryError()
-                memset(shadow + f.outputs[i].nbytes, GUARD_FILL, GUARD_BYTES)
-                f.outputs[i].data = shadow
-            with nogil:
-                rc = run_kernel(t, f, ctx)
-            for i in range(f.n_outputs):
-                shadow = <uint8_t *>f.outputs[i].data
-                for k in range(GUARD_BYTES):
-                    if shadow[f.outputs[i].nbytes + k] != GUARD_FILL:
-                        raise BufferOverrunError(self.name, i, k)
-            for i in range(f.n_outputs):
-                memcpy(real[i], f.outputs[i].data, f.outputs[i].nbytes)
-            return rc
-        finally:
-            for i in range(f.n_outputs):
-                if real[i] != NULL:
-                    if f.outputs[i].data != real[i]:
-                        free(f.outputs[i].data)
-                    f.outputs[i].data = real[i]
-            free(real)
-
-    cdef run_callback(self, const registry_target *t, object owner, Frame *f):
-        """Run a Python callback through the same contract as a C kernel."""
-        cdef size_t i
-        cdef cnp.ndarray arr
-        callback = (<object>t.record).owner
-        views = tuple([readonly_view(&f.inputs[i], owner) for i in range(f.n_inputs)])
+cdef int run_callback(str name, const registry_target *t, object owner, Frame *f) except -1:
+    """Run a Python callback through the same contract as a C kernel."""
+    cdef size_t i
+    cdef cnp.ndarray arr
+    callback = (<object>t.record).owner
+    views = tuple([readonly_view(&f.inputs[i], owner) for i in range(f.n_inputs)])
+    zero_outputs(f)
+    try:
+        results = callback(views)
+    except (CallFailedError, PurityViolationError):
         zero_outputs(f)
-        try:
-            results = callback(views)
-        except (CallFailedError, PurityViolationError):
+        raise
+    except Exception as exc:
+        zero_outputs(f)
+        raise CallFailedError(name, 1, f"{type(exc).__name__}: {exc}") from exc
+    if len(results) != f.n_outputs:
+        raise CallFailedError(name, 2, f"the callback returned {len(results)} arrays "
+                              f"for {f.n_outputs} outputs")
+    for i in range(f.n_outputs):
+        arr = np.asarray(results[i])
+        expected = describe_shape(&f.outputs[i])
+        if (descr_code(arr.descr) != f.outputs[i].dtype
+                or (<object>arr).shape != expected):
             zero_outputs(f)
-            raise
-        except Exception as exc:
-            zero_outputs(f)
-            raise CallFailedError(self.name, 1, f"{type(exc).__name__}: {exc}") from exc
-        if len(results) != f.n_outputs:
-            raise CallFailedError(self.name, 2, f"the callback returned {len(results)} arrays "
-                                  f"for {f.n_outputs} outputs")
-        for i in range(f.n_outputs):
-            arr = np.asarray(results[i])
-            expected = describe_shape(&f.outputs[i])
-            if (descr_code(arr.descr) != f.outputs[i].dtype
-                    or (<object>arr).shape != expected):
-                zero_outputs(f)
-                raise BufferMismatchError(
-                    f.n_inputs + i, f.outputs[i].nbytes, arr.nbytes,
-                    f"{self.name}: the callback returned {arr.dtype}{(<object>arr).shape} for "
-                    f"output {i}, declared {DTYPE_NAMES[f.outputs[i].dtype]}{expected}")
-            if not cnp.PyArray_IS_C_CONTIGUOUS(arr) or not cnp.PyArray_ISNOTSWAPPED(arr):
-                arr = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("="))
-            memcpy(f.outputs[i].data, cnp.PyArray_DATA(arr), f.outputs[i].nbytes)
+            raise BufferMismatchError(
+                f.n_inputs + i, f.outputs[i].nbytes, arr.nbytes,
+                f"{name}: the callback returned {arr.dtype}{(<object>arr).shape} for "
+                f"output {i}, declared {DTYPE_NAMES[f.outputs[i].dtype]}{expected}")
+        if not cnp.PyArray_IS_C_CONTIGUOUS(arr) or not cnp.PyArray_ISNOTSWAPPED(arr):
+            arr = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("="))
+        memcpy(f.outputs[i].data, cnp.PyArray_DATA(arr), f.outputs[i].nbytes)
+    return 0
 
 
 cdef tuple describe_shape(const fjffi_buffer *desc):
@@ -1086,20 +1160,34 @@ cdef object readonly_view(const fjffi_buffer *desc, object owner):
     return arr
 
 
-def call(name, inputs, results, Registry registry=None):
+def call(str name not None, inputs, results, Registry registry=None):
     """Marshal inputs, allocate outputs like results, invoke, return the outputs.
 
     results: objects with ``.shape`` and ``.dtype`` (arrays, or any spec).
     Returns a tuple of numpy arrays.
     """
-    outputs = tuple([np.empty(r.shape, dtype=_numpy_dtype(r.dtype)) for r in results])
-    Call(name, registry).invoke(inputs, outputs)
+    cdef const char *cname
+    cdef Py_ssize_t clen
+    check_name(name, &cname, &clen)
+    outputs = tuple([new_output(r) for r in results])
+    invoke_target(name, default_registry if registry is None else registry, cname, clen,
+                  registry_hash(cname, clen), guard_from_environment(), inputs, outputs)
     return outputs
 
 
-cdef object _numpy_dtype(object dtype):
-    cdef int code = dtype_code(dtype)
-    dt = code_dtype(code)
+cdef object new_output(object spec):
+    """An uninitialised array shaped like spec (invoke zeroes it first)."""
+    cdef cnp.ndarray arr
+    cdef cnp.dtype descr
+    if cnp.PyArray_Check(spec):
+        arr = <cnp.ndarray>spec
+        descr = arr.descr
+        if descr_code(descr) < 0:
+            raise UnsupportedDtypeError(descr, "result")
+        Py_INCREF(descr)
+        return PyArray_NewFromDescr(<type>np.ndarray, descr, cnp.PyArray_NDIM(arr),
+                                    cnp.PyArray_DIMS(arr), NULL, NULL, 0, None)
+    dt = code_dtype(dtype_code(spec.dtype))
     if isinstance(dt, str):
         raise UnsupportedDtypeError("bfloat16", "install ml_dtypes for bfloat16 results")
-    return dt
+    return np.empty(normalize_shape(spec.shape), dt)
