@@ -3,7 +3,7 @@
 Registry.  Shipped in the wheel so the tests can run against the install."""
 
 from cpython.pycapsule cimport PyCapsule_New
-from libc.stdint cimport int32_t
+from libc.stdint cimport int32_t, int64_t, uint64_t
 
 cdef extern from "kernels.h":
     ctypedef struct fjffi_kernel_entry:
@@ -13,6 +13,30 @@ cdef extern from "kernels.h":
         const char *doc
     const fjffi_kernel_entry fjffi_test_kernels[]
     const size_t fjffi_num_test_kernels
+
+cdef extern from *:
+    """
+    uint64_t fjffi_testing_call_count(void);
+    int64_t fjffi_testing_max_in_flight(void);
+    void fjffi_testing_reset_in_flight(void);
+    """
+    uint64_t fjffi_testing_call_count()
+    int64_t fjffi_testing_max_in_flight()
+    void fjffi_testing_reset_in_flight()
+
+
+def call_count():
+    """How many times the count_calls kernel has run in this process."""
+    return fjffi_testing_call_count()
+
+
+def max_in_flight():
+    """The most static_scratch calls seen running at once since the last reset."""
+    return fjffi_testing_max_in_flight()
+
+
+def reset_in_flight():
+    fjffi_testing_reset_in_flight()
 
 
 def kernels():

@@ -166,6 +166,188 @@ static int32_t raw_noop(const uint8_t *const *inputs, size_t n_inputs, uint8_t *
     return 0;
 }
 
+/*
+ * Raw-ABI kernels of the reference test inventory (FrankenJAX fj-ffi).  The
+ * raw ABI carries no sizes: each has a fixed contract and checks only the
+ * buffer counts, failing with 1 (inputs) or 2 (outputs) otherwise.
+ */
+#define RAW_ARGS                                                               \
+    const uint8_t *const *inputs, size_t n_inputs, uint8_t *const *outputs, \
+        size_t n_outputs
+
+static int32_t raw_counts(size_t n_inputs, size_t want_inputs, size_t n_outputs,
+                          size_t want_outputs) {
+    if (n_inputs != want_inputs) return 1;
+    if (n_outputs != want_outputs) return 2;
+    return 0;
+}
+
+/* out0 f64 = in0 f64 + in1 f64 (the reference's add_f64 and sum2). */
+static int32_t add_f64(RAW_ARGS) {
+    int32_t rc = raw_counts(n_inputs, 2, n_outputs, 1);
+    if (rc != 0) return rc;
+    double a, b;
+    memcpy(&a, inputs[0], sizeof a);
+    memcpy(&b, inputs[1], sizeof b);
+    a += b;
+    memcpy(outputs[0], &a, sizeof a);
+    return 0;
+}
+
+/* Two outputs of different dtypes: f64 99.0 to out0, i64 42 to out1. */
+static int32_t mixed(RAW_ARGS) {
+    (void)inputs;
+    int32_t rc = raw_counts(n_inputs, 0, n_outputs, 2);
+    if (rc != 0) return rc;
+    double d = 99.0;
+    int64_t i = 42;
+    memcpy(outputs[0], &d, sizeof d);
+    memcpy(outputs[1], &i, sizeof i);
+    return 0;
+}
+
+/* out = in + 1, wrapping (done in the unsigned type). */
+#define RAW_INC(name, T, U)                                  \
+    static int32_t name(RAW_ARGS) {                          \
+        int32_t rc = raw_counts(n_inputs, 1, n_outputs, 1); \
+        if (rc != 0) return rc;                              \
+        T x;                                                 \
+        memcpy(&x, inputs[0], sizeof x);                     \
+        x = (T)((U)x + 1u);                                  \
+        memcpy(outputs[0], &x, sizeof x);                    \
+        return 0;                                            \
+    }
+RAW_INC(inc_i64, int64_t, uint64_t)
+RAW_INC(inc_i32, int32_t, uint32_t)
+
+/* out byte = (in byte == 0) for one bool. */
+static int32_t not_bool(RAW_ARGS) {
+    int32_t rc = raw_counts(n_inputs, 1, n_outputs, 1);
+    if (rc != 0) return rc;
+    outputs[0][0] = inputs[0][0] == 0 ? 1 : 0;
+    return 0;
+}
+
+/* out0 f64 scalar = the sum of the 3 f64 of in0. */
+static int32_t sum3(RAW_ARGS) {
+    int32_t rc = raw_counts(n_inputs, 1, n_outputs, 1);
+    if (rc != 0) return rc;
+    double x[3];
+    memcpy(x, inputs[0], sizeof x);
+    double s = x[0] + x[1] + x[2];
+    memcpy(outputs[0], &s, sizeof s);
+    return 0;
+}
+
+/* Elementwise on exactly N f64: out0[i] = OP(in0[i]). */
+#define RAW_MAP_F64(name, N, OP)                             \
+    static int32_t name(RAW_ARGS) {                          \
+        int32_t rc = raw_counts(n_inputs, 1, n_outputs, 1); \
+        if (rc != 0) return rc;                              \
+        double x[N];                                         \
+        memcpy(x, inputs[0], sizeof x);                      \
+        for (size_t i = 0; i < (N); ++i) x[i] = OP(x[i]);    \
+        memcpy(outputs[0], x, sizeof x);                     \
+        return 0;                                            \
+    }
+#define NEG(v) (-(v))
+#define SQUARE(v) ((v) * (v))
+RAW_MAP_F64(negate3, 3, NEG)
+RAW_MAP_F64(square4, 4, SQUARE)
+
+/* Fail with a fixed code and touch nothing. */
+#define RAW_FAIL(name, code)       \
+    static int32_t name(RAW_ARGS) { \
+        (void)inputs;               \
+        (void)n_inputs;             \
+        (void)outputs;              \
+        (void)n_outputs;            \
+        return (code);              \
+    }
+RAW_FAIL(fail_minus_1, -1)
+RAW_FAIL(fail_7, 7)
+RAW_FAIL(fail_99, 99)
+
+/* Counts its calls and fails with 99: a test that sees the count unchanged
+ * knows a failed validation never reached the kernel. */
+static uint64_t count_calls_total;
+
+uint64_t fjffi_testing_call_count(void) {
+    return __atomic_load_n(&count_calls_total, __ATOMIC_SEQ_CST);
+}
+
+static int32_t count_calls(RAW_ARGS) {
+    (void)inputs;
+    (void)n_inputs;
+    (void)outputs;
+    (void)n_outputs;
+    __atomic_fetch_add(&count_calls_total, 1, __ATOMIC_SEQ_CST);
+    return 99;
+}
+
+/*
+ * Writes what the typed ABI handed it about input 0 to output 0 (int64,
+ * at least 6 + ndim elements): n_inputs, n_outputs, dtype, ndim, nbytes,
+ * data address, then the shape.
+ */
+static int32_t describe(const fjffi_buffer *inputs, size_t n_inputs, const fjffi_buffer *outputs,
+                        size_t n_outputs, fjffi_context *ctx) {
+    if (n_inputs < 1) return fjffi_fail(ctx, FJFFI_E_NINPUTS, "describe: needs at least 1 input");
+    int32_t rc = need_output(ctx, "describe: needs at least 1 output", n_outputs);
+    if (rc != 0) return rc;
+    const fjffi_buffer *in = &inputs[0];
+    size_t n = 6 + (size_t)in->ndim;
+    if (outputs[0].dtype != FJFFI_INT64 || outputs[0].nbytes < n * sizeof(int64_t))
+        return fjffi_fail(ctx, FJFFI_E_SHAPE, "describe: output 0 must be int64 of 6 + ndim elements");
+    int64_t head[6] = {(int64_t)n_inputs, (int64_t)n_outputs, in->dtype, in->ndim,
+                       (int64_t)in->nbytes, (int64_t)(uintptr_t)in->data};
+    memcpy(outputs[0].data, head, sizeof head);
+    if (in->ndim > 0)
+        memcpy((int64_t *)outputs[0].data + 6, in->shape, (size_t)in->ndim * sizeof(int64_t));
+    return 0;
+}
+
+/*
+ * Not thread-safe on purpose: output 0 = input 0 + 1 (float64, at most
+ * SCRATCH_N elements) through one static scratch array, with a pause in
+ * between.  Two calls at once mix their data; run one at a time it is
+ * exact.  It also records the most calls it ever saw in flight at once.
+ */
+#define SCRATCH_N 256
+static double scratch[SCRATCH_N];
+static int64_t in_flight, max_in_flight;
+
+int64_t fjffi_testing_max_in_flight(void) {
+    return __atomic_load_n(&max_in_flight, __ATOMIC_SEQ_CST);
+}
+
+void fjffi_testing_reset_in_flight(void) { __atomic_store_n(&max_in_flight, 0, __ATOMIC_SEQ_CST); }
+
+static int32_t static_scratch(const fjffi_buffer *inputs, size_t n_inputs,
+                              const fjffi_buffer *outputs, size_t n_outputs, fjffi_context *ctx) {
+    if (n_inputs != 1 || n_outputs != 1)
+        return fjffi_fail(ctx, FJFFI_E_NINPUTS, "static_scratch: expected 1 input and 1 output");
+    if (inputs[0].dtype != FJFFI_FLOAT64 || outputs[0].dtype != FJFFI_FLOAT64 ||
+        inputs[0].nbytes != outputs[0].nbytes || inputs[0].nbytes > sizeof scratch)
+        return fjffi_fail(ctx, FJFFI_E_SHAPE,
+                          "static_scratch: float64 input and output of equal size, at most 256 elements");
+    int64_t now = __atomic_add_fetch(&in_flight, 1, __ATOMIC_SEQ_CST);
+    int64_t seen = __atomic_load_n(&max_in_flight, __ATOMIC_SEQ_CST);
+    while (now > seen &&
+           !__atomic_compare_exchange_n(&max_in_flight, &seen, now, 0, __ATOMIC_SEQ_CST,
+                                        __ATOMIC_SEQ_CST)) {
+    }
+    size_t n = inputs[0].nbytes / sizeof(double);
+    memcpy(scratch, inputs[0].data, inputs[0].nbytes);
+    /* The pause: long enough that an unserialised second call lands inside it. */
+    for (volatile int spin = 0; spin < 20000; ++spin) {
+    }
+    for (size_t i = 0; i < n; ++i) scratch[i] += 1.0;
+    memcpy(outputs[0].data, scratch, outputs[0].nbytes);
+    __atomic_sub_fetch(&in_flight, 1, __ATOMIC_SEQ_CST);
+    return 0;
+}
+
 const fjffi_kernel_entry fjffi_test_kernels[] = {
     {"write_one_byte_ok", (void *)write_one_byte_ok, FJFFI_ABI_TYPED,
      "Writes 0xAB to byte 0 of output 0 (if it has any bytes) and returns 0."},
@@ -185,6 +367,26 @@ const fjffi_kernel_entry fjffi_test_kernels[] = {
     {"fail_with_message", (void *)fail_with_message, FJFFI_ABI_TYPED,
      "Fails with code 3 and message \"fail_with_message: the kernel said no\"."},
     {"raw_noop", (void *)raw_noop, FJFFI_ABI_RAW, "Raw ABI: does nothing and returns 0."},
+    {"add_f64", (void *)add_f64, FJFFI_ABI_RAW, "Raw ABI: out0 f64 = in0 f64 + in1 f64; 2 inputs, 1 output."},
+    {"mixed", (void *)mixed, FJFFI_ABI_RAW,
+     "Raw ABI: no inputs; writes f64 99.0 to output 0 and i64 42 to output 1."},
+    {"inc_i64", (void *)inc_i64, FJFFI_ABI_RAW, "Raw ABI: out0 i64 = in0 i64 + 1 (wrapping)."},
+    {"inc_i32", (void *)inc_i32, FJFFI_ABI_RAW, "Raw ABI: out0 i32 = in0 i32 + 1 (wrapping)."},
+    {"not_bool", (void *)not_bool, FJFFI_ABI_RAW, "Raw ABI: out0 bool = not in0 bool."},
+    {"sum3", (void *)sum3, FJFFI_ABI_RAW, "Raw ABI: out0 f64 scalar = sum of the 3 f64 of in0."},
+    {"negate3", (void *)negate3, FJFFI_ABI_RAW, "Raw ABI: out0 = -in0 for exactly 3 f64."},
+    {"square4", (void *)square4, FJFFI_ABI_RAW, "Raw ABI: out0 = in0 * in0 for exactly 4 f64."},
+    {"fail_minus_1", (void *)fail_minus_1, FJFFI_ABI_RAW, "Raw ABI: fails with code -1."},
+    {"fail_7", (void *)fail_7, FJFFI_ABI_RAW, "Raw ABI: fails with code 7."},
+    {"fail_99", (void *)fail_99, FJFFI_ABI_RAW, "Raw ABI: fails with code 99."},
+    {"count_calls", (void *)count_calls, FJFFI_ABI_RAW,
+     "Raw ABI: counts its calls (fjffi._testing.call_count()) and fails with code 99."},
+    {"describe", (void *)describe, FJFFI_ABI_TYPED,
+     "Writes n_inputs, n_outputs, dtype, ndim, nbytes, data address and shape of input 0 "
+     "to output 0 (int64, 6 + ndim elements)."},
+    {"static_scratch", (void *)static_scratch, FJFFI_ABI_TYPED,
+     "Not thread-safe: output 0 = input 0 + 1 (float64, <= 256 elements) through a static "
+     "array; records the most calls in flight at once."},
 };
 
 const size_t fjffi_num_test_kernels = sizeof fjffi_test_kernels / sizeof fjffi_test_kernels[0];
