@@ -14,7 +14,7 @@ import numpy as np
 
 from fjffi.errors import PurityViolationError
 
-__all__ = ["PurityConfig", "Callback", "make_callback"]
+__all__ = ["Callback", "PurityConfig", "make_callback"]
 
 FLAVORS = ("pure", "io")
 
@@ -80,6 +80,9 @@ class Callback:
                 )
             raise
         if self.purity.verify_idempotency:
+            # A snapshot: the second run may reuse and change the arrays the
+            # first one returned.
+            first = tuple(np.array(r, copy=True) for r in first)
             second = as_results(self.fn(*views))
             difference = first_difference(first, second)
             if difference is not None:
@@ -91,12 +94,13 @@ class Callback:
 
 
 def as_results(value) -> tuple:
-    """A callback's return value as a tuple, one entry per output."""
+    """A callback's return value as a tuple of arrays, one per output: None
+    for no output, a tuple or list for several, anything else for one."""
     if value is None:
         return ()
-    if isinstance(value, (tuple, list)):
-        return tuple(value)
-    return (value,)
+    if not isinstance(value, (tuple, list)):
+        value = (value,)
+    return tuple(np.asarray(r) for r in value)
 
 
 def first_difference(first: tuple, second: tuple) -> str | None:
