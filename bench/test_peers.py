@@ -1,0 +1,26 @@
+"""fjffi against its peers: noop, scalar float64 double and 1000-element
+float64 negate through fjffi, the floor (fjffi._floor), cffi API and ABI
+mode, ctypes and numpy, one benchmark group per call.  The same
+comparison, with ratios, thread scaling and the rest, is
+`python -m fjffi bench` (or bench/peers.py).
+"""
+
+import pytest
+
+from fjffi import _bench
+
+CASES, MISSING = _bench.peer_cases()
+PARAMS = [pytest.param(key, id=_bench._label(key)) for key in CASES] + [
+    pytest.param((None, route), id=route, marks=pytest.mark.skip(reason=f"{route}: {why}"))
+    for route, why in MISSING.items()
+]
+
+
+@pytest.mark.parametrize("key", PARAMS)
+def test_peer(benchmark, key):
+    call, route = key
+    case = CASES[key]
+    benchmark.name = f"{call}/{route}"
+    benchmark.group = f"{call}: {_bench.CALL_DOCS[call]}"
+    benchmark(case.fn, *case.args, **case.kwargs)
+    case.verify()

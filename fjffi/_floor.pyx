@@ -1,0 +1,227 @@
+# cython: language_level=3
+"""The floor of fjffi's benchmarks: the built-in kernels called straight
+from Cython, with none of fjffi's checks.
+
+Linked against the same static library as fjffi._core, so a call here runs
+the very machine code that ``fjffi.Call(...).invoke`` runs; the difference
+between the two is exactly what the registry, the validation and the scrub
+cost.  Benchmark use only: nothing here checks its arguments, and
+double_f64 on an array smaller than one float64 is undefined behaviour.
+
+The ``*_ns`` functions time a loop in C, for costs too small to see
+through a Python call.
+"""
+
+from cpython.pycapsule cimport PyCapsule_New
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t, uintptr_t
+from libc.stdlib cimport malloc, free
+
+cimport numpy as cnp
+
+from fjffi._core cimport Registry
+
+cnp.import_array()
+
+cdef extern from "fjffi.h":
+    enum:
+        FJFFI_FLOAT64
+        FJFFI_ABI_RAW
+        FJFFI_ABI_TYPED
+    ctypedef struct fjffi_buffer:
+        void *data
+        size_t nbytes
+        int32_t dtype
+        int32_t ndim
+        const int64_t *shape
+    ctypedef struct fjffi_context:
+        char message[256]
+    ctypedef int32_t (*fjffi_raw_fn)(const uint8_t *const *inputs, size_t n_inputs,
+                                     uint8_t *const *outputs, size_t n_outputs) noexcept nogil
+
+cdef extern from "kernels_impl.h" nogil:
+    int32_t fjffi_kernel_noop(const uint8_t *const *inputs, size_t n_inputs,
+                              uint8_t *const *outputs, size_t n_outputs)
+    int32_t fjffi_kernel_double_f64(const uint8_t *const *inputs, size_t n_inputs,
+                                    uint8_t *const *outputs, size_t n_outputs)
+    int32_t fjffi_kernel_negate(const fjffi_buffer *inputs, size_t n_inputs,
+                                const fjffi_buffer *outputs, size_t n_outputs,
+                                fjffi_context *ctx)
+
+cdef extern from "registry.h" nogil:
+    ctypedef struct registry:
+        pass
+    ctypedef struct registry_target:
+        pass
+    uint64_t registry_hash(const char *name, size_t len)
+    const registry_target *registry_get(registry *r, const char *name, size_t len,
+                                        uint64_t hash)
+
+cdef extern from "<pthread.h>" nogil:
+    ctypedef struct pthread_rwlock_t:
+        pass
+    int pthread_rwlock_init(pthread_rwlock_t *lock, const void *attr)
+    int pthread_rwlock_rdlock(pthread_rwlock_t *lock)
+    int pthread_rwlock_unlock(pthread_rwlock_t *lock)
+    int pthread_rwlock_destroy(pthread_rwlock_t *lock)
+
+cdef extern from "<time.h>" nogil:
+    ctypedef long time_t
+    cdef struct timespec:
+        time_t tv_sec
+        long tv_nsec
+    enum:
+        CLOCK_MONOTONIC
+    int clock_gettime(int clk_id, timespec *tp)
+
+
+# --- the three calls of the peer comparison ---------------------------------
+
+def noop():
+    """fjffi_kernel_noop(NULL, 0, NULL, 0)."""
+    return fjffi_kernel_noop(NULL, 0, NULL, 0)
+
+
+def double_f64(cnp.ndarray x, cnp.ndarray y):
+    """fjffi_kernel_double_f64 on the data of x (input) and y (output)."""
+    cdef const uint8_t *ins[1]
+    cdef uint8_t *outs[1]
+    ins[0] = <const uint8_t *>cnp.PyArray_DATA(x)
+    outs[0] = <uint8_t *>cnp.PyArray_DATA(y)
+    return fjffi_kernel_double_f64(ins, 1, outs, 1)
+
+
+cdef inline void describe_f64(cnp.ndarray a, fjffi_buffer *d) noexcept:
+    d.data = cnp.PyArray_DATA(a)
+    d.nbytes = cnp.PyArray_NBYTES(a)
+    d.dtype = FJFFI_FLOAT64
+    d.ndim = cnp.PyArray_NDIM(a)
+    d.shape = <const int64_t *>cnp.PyArray_DIMS(a)
+
+
+def negate(cnp.ndarray x, cnp.ndarray y):
+    """fjffi_kernel_negate on hand-built float64 descriptors of x and y."""
+    cdef fjffi_buffer d[2]
+    cdef fjffi_context ctx
+    describe_f64(x, &d[0])
+    describe_f64(y, &d[1])
+    return fjffi_kernel_negate(&d[0], 1, &d[1], 1, &ctx)
+
+
+# --- the same kernels for other routes ----------------------------------------
+
+KERNELS = {
+    "noop": (<uintptr_t>fjffi_kernel_noop, FJFFI_ABI_RAW),
+    "double_f64": (<uintptr_t>fjffi_kernel_double_f64, FJFFI_ABI_RAW),
+    "negate": (<uintptr_t>fjffi_kernel_negate, FJFFI_ABI_TYPED),
+}
+
+
+def addresses():
+    """{name: (address, api_version)}, for cffi and ctypes to call the same code.
+
+    The code is linked into this module, which stays loaded for the life of
+    the process, so the addresses never dangle."""
+    return dict(KERNELS)
+
+
+def capsule(name):
+    """A PyCapsule of a kernel, for Registry.register."""
+    return PyCapsule_New(<void *><uintptr_t>KERNELS[name][0], b"fjffi.kernel", NULL)
+
+
+# --- C-level timing loops -----------------------------------------------------
+
+cdef inline double now_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec * 1e9 + ts.tv_nsec
+
+
+def rwlock_pair_ns(Py_ssize_t n):
+    """ns per uncontended pthread rwlock rdlock + unlock pair, over n pairs."""
+    cdef pthread_rwlock_t lock
+    cdef Py_ssize_t _rep
+    cdef double t0, t1
+    if pthread_rwlock_init(&lock, NULL) != 0:
+        raise MemoryError("pthread_rwlock_init failed")
+    with nogil:
+        t0 = now_ns()
+        for _rep in range(n):
+            pthread_rwlock_rdlock(&lock)
+            pthread_rwlock_unlock(&lock)
+        t1 = now_ns()
+    pthread_rwlock_destroy(&lock)
+    return (t1 - t0) / n
+
+
+def registry_lookup_ns(Registry reg not None, names, Py_ssize_t n):
+    """ns per C-level registry_get, over n lookups cycling through names.
+
+    The hashes are computed once beforehand, as Call does in its
+    constructor, so this is the lookup alone: read lock, probe, unlock."""
+    encoded = [name.encode() for name in names]
+    cdef Py_ssize_t m = len(encoded), i, _rep, k = 0
+    if m == 0 or n <= 0:
+        raise ValueError("need at least one name and one lookup")
+    cdef const char **ptrs = <const char **>malloc(m * sizeof(char *))
+    cdef size_t *lens = <size_t *>malloc(m * sizeof(size_t))
+    cdef uint64_t *hashes = <uint64_t *>malloc(m * sizeof(uint64_t))
+    cdef registry *r = <registry *>reg.reg
+    cdef Py_ssize_t missing = 0
+    cdef double t0, t1
+    try:
+        if ptrs == NULL or lens == NULL or hashes == NULL:
+            raise MemoryError()
+        for i in range(m):
+            ptrs[i] = <bytes>encoded[i]
+            lens[i] = len(<bytes>encoded[i])
+            hashes[i] = registry_hash(ptrs[i], lens[i])
+        with nogil:
+            t0 = now_ns()
+            for _rep in range(n):
+                # A miss is counted, not ignored, so the loop cannot be optimised away.
+                missing += registry_get(r, ptrs[k], lens[k], hashes[k]) == NULL
+                k += 1
+                if k == m:
+                    k = 0
+            t1 = now_ns()
+    finally:
+        free(ptrs)
+        free(lens)
+        free(hashes)
+    if missing:
+        raise LookupError(f"{missing} of {n} lookups found nothing")
+    return (t1 - t0) / n
+
+
+def kernel_noop_ns(Py_ssize_t n):
+    """ns per C call of the noop kernel through a function pointer, as fjffi calls it."""
+    cdef volatile fjffi_raw_fn fn = fjffi_kernel_noop
+    cdef Py_ssize_t _rep
+    cdef int32_t rc = 0
+    cdef double t0, t1
+    with nogil:
+        t0 = now_ns()
+        for _rep in range(n):
+            rc |= fn(NULL, 0, NULL, 0)
+        t1 = now_ns()
+    return (t1 - t0) / n
+
+
+def kernel_negate_ns(cnp.ndarray x, cnp.ndarray y, Py_ssize_t n):
+    """ns per C call of the negate kernel on float64 arrays x -> y: the kernel's own time."""
+    cdef fjffi_buffer d[2]
+    cdef fjffi_context ctx
+    cdef Py_ssize_t _rep
+    cdef int32_t rc = 0
+    cdef double t0, t1
+    describe_f64(x, &d[0])
+    describe_f64(y, &d[1])
+    with nogil:
+        t0 = now_ns()
+        for _rep in range(n):
+            rc |= fjffi_kernel_negate(&d[0], 1, &d[1], 1, &ctx)
+        t1 = now_ns()
+    if rc != 0:
+        raise RuntimeError(f"negate failed: {ctx.message.decode('utf-8', 'replace')}")
+    return (t1 - t0) / n
