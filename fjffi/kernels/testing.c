@@ -6,7 +6,9 @@
  * Scalars are read with memcpy: these kernels assume nothing about
  * alignment, so the tests may hand them any buffer.
  */
+#define _POSIX_C_SOURCE 200809L /* nanosleep */
 #include <stdio.h>
+#include <time.h>
 
 #include "kernels.h"
 #include "kernels_impl.h"
@@ -339,9 +341,10 @@ static int32_t static_scratch(const fjffi_buffer *inputs, size_t n_inputs,
     }
     size_t n = inputs[0].nbytes / sizeof(double);
     memcpy(scratch, inputs[0].data, inputs[0].nbytes);
-    /* The pause: long enough that an unserialised second call lands inside it. */
-    for (volatile int spin = 0; spin < 20000; ++spin) {
-    }
+    /* The pause sleeps, so even on a busy machine another thread gets to run
+     * meanwhile: an unserialised second call lands inside it. */
+    struct timespec pause = {0, 20000};
+    nanosleep(&pause, NULL);
     for (size_t i = 0; i < n; ++i) scratch[i] += 1.0;
     memcpy(outputs[0].data, scratch, outputs[0].nbytes);
     __atomic_sub_fetch(&in_flight, 1, __ATOMIC_SEQ_CST);
