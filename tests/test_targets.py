@@ -384,8 +384,10 @@ def cffi_api(tmp_path_factory):
     build = tmp_path_factory.mktemp("cffi_api")
     ffi = cffi.FFI()
     ffi.cdef(CFFI_CDEF)
-    ffi.set_source("_fjffi_user_api", '#include "fjffi.h"', sources=[str(KERNELS_C)],
-                   include_dirs=[fjffi.get_include()], extra_compile_args=["-std=gnu11"])
+    # The preamble declares what the module calls; the code is in sources.
+    ffi.set_source("_fjffi_user_api", '#include "fjffi.h"\n' + CFFI_CDEF, sources=[str(KERNELS_C)],
+                   include_dirs=[fjffi.get_include()],
+                   extra_compile_args=["-std=gnu11", "-Werror=implicit-function-declaration"])
     ffi.compile(tmpdir=str(build))
     sys.path.insert(0, str(build))
     try:
