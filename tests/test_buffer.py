@@ -185,6 +185,18 @@ def test_bool_buffer_accepts_exactly_canonical_bytes(data):
     assert info.value.value == data[bad[0]]
 
 
+def test_checked_buffer_size_empty_shape():
+    assert fjffi.Buffer.zeros((), "float64").nbytes == 8
+
+
+def test_checked_buffer_size_zero_dim():
+    assert fjffi.Buffer.zeros((0, 10), "float64").nbytes == 0
+
+
+def test_checked_buffer_size_complex128():
+    assert fjffi.Buffer.zeros((3,), "complex128").nbytes == 48
+
+
 def test_buffer_into_bytes_consumes():
     buf = fjffi.Buffer(bytearray(range(1, 9)), (), "float64")
     assert buf.tobytes() == bytes([1, 2, 3, 4, 5, 6, 7, 8])
