@@ -11,6 +11,7 @@ cdef extern from *:
 
 cdef class Registry:
     cdef opaque_registry *reg
+    cdef object __weakref__
     cdef const opaque_target *lookup(self, str name) except NULL
     cdef int add(self, object name, void *fn, int api_version, str gil, bint thread_safe,
                  bint is_callback, object record) except -1

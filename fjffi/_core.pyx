@@ -21,11 +21,13 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t, uintptr_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memset, memcpy, memchr
 
+cimport cython
 cimport numpy as cnp
 
 import numpy as np
 
 import os
+import weakref
 
 from fjffi.errors import (
     BufferMismatchError, BufferOverrunError, CallFailedError, DuplicateTargetError,
@@ -108,6 +110,9 @@ cdef extern from "registry.h":
     int registry_add(registry *r, const registry_target *target) noexcept nogil
     size_t registry_records(registry *r, void **out, size_t max) noexcept nogil
     size_t registry_count(registry *r) noexcept nogil
+    void registry_lock(registry *r) noexcept nogil
+    void registry_unlock(registry *r) noexcept nogil
+    void registry_reset_locks(registry *r) noexcept nogil
 
 cdef extern from "numpy/arrayobject.h":
     # Steals a reference to descr.
@@ -197,7 +202,7 @@ cpdef int dtype_code(object dtype) except -1:
         return FJFFI_BFLOAT16
     try:
         dt = np.dtype(dtype)
-    except TypeError:
+    except (TypeError, ValueError, SyntaxError):  # numpy raises all three
         raise UnsupportedDtypeError(dtype, "not a dtype numpy knows") from None
     if dt.name == "bfloat16":
         bfloat16_dtype()
@@ -255,7 +260,7 @@ cdef extern from *:
     bint __builtin_mul_overflow(Py_ssize_t a, Py_ssize_t b, Py_ssize_t *out) noexcept nogil
 
 
-cdef tuple normalize_shape(object shape):
+cdef tuple normalize_shape(object shape, Py_ssize_t actual=0):
     if isinstance(shape, int):
         shape = (shape,)
     try:
@@ -268,12 +273,13 @@ cdef tuple normalize_shape(object shape):
         if d < 0:
             raise ValueError(f"shape {dims} has a negative dimension")
         if d > 0x7FFFFFFFFFFFFFFF:
-            raise BufferMismatchError(None, None, 0, f"dimension {d} of shape {dims}")
+            raise BufferMismatchError(None, None, actual, f"dimension {d} of shape {dims}")
     return dims
 
 
 # --- Buffer -----------------------------------------------------------------
 
+@cython.final
 cdef class Buffer:
     """A validated, C-contiguous, aligned block of memory with a shape and dtype.
 
@@ -310,21 +316,26 @@ cdef class Buffer:
 
     def __init__(self, data, shape, dtype):
         cdef int code = dtype_code(dtype)
-        cdef tuple dims = normalize_shape(shape)
+        cdef tuple dims
         cdef Py_ssize_t expected
-        overflow = checked_nbytes(dims, ITEMSIZE[code], &expected)
         if self.has_view:
             raise TypeError("Buffer.__init__ may be called only once")
-        if PyObject_GetBuffer(data, &self.view, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) == 0:
+        # PyObject_GetBuffer raises (it is declared except -1): a read-only
+        # or non-contiguous source fails the writable request with
+        # BufferError (bytes, memoryview) or ValueError (numpy).
+        try:
+            PyObject_GetBuffer(data, &self.view, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE)
             self.readonly = False
-        else:
+        except (BufferError, ValueError):
             try:
                 PyObject_GetBuffer(data, &self.view, PyBUF_C_CONTIGUOUS)
-            except BufferError:
+            except (BufferError, ValueError):
                 raise LayoutError("Buffer data must be C-contiguous; "
                                   "fjffi.to_buffer copies any array") from None
             self.readonly = True
         self.has_view = True
+        dims = normalize_shape(shape, self.view.len)
+        overflow = checked_nbytes(dims, ITEMSIZE[code], &expected)
         if overflow:
             raise BufferMismatchError(None, None, self.view.len,
                                       f"product of shape {dims} * itemsize {ITEMSIZE[code]}")
@@ -503,7 +514,9 @@ cdef Buffer array_to_buffer(object value, object index):
             and cnp.PyArray_ISNOTSWAPPED(arr)):
         # A copy in native order changes no value: a byte swap moves bytes,
         # it never goes through arithmetic, so NaN payloads survive.
-        arr = np.ascontiguousarray(arr, dtype=descr.newbyteorder("="))
+        # np.array, not np.ascontiguousarray: that one keeps a misaligned
+        # array as it is and turns a 0-d array into shape (1,).
+        arr = np.array(arr, dtype=descr.newbyteorder("="), order="C", copy=True)
     if code == FJFFI_BOOL:
         bad = first_bad_bool(<uint8_t *>cnp.PyArray_DATA(arr), cnp.PyArray_NBYTES(arr))
         if bad >= 0:
@@ -570,6 +583,7 @@ cdef class Registry:
             free(r)
             raise MemoryError("cannot allocate a registry")
         self.reg = <opaque_registry *>r
+        LIVE_REGISTRIES.add(self)
 
     def __dealloc__(self):
         if self.reg == NULL:
@@ -712,6 +726,35 @@ cdef class Registry:
 
     def __repr__(self):
         return f"<fjffi.Registry with {len(self)} targets>"
+
+
+# Every live registry, for the fork handlers below.
+LIVE_REGISTRIES = weakref.WeakSet()
+
+
+def _lock_registries_for_fork():
+    # The child of a fork has only the forking thread: no registry lock may
+    # be held by another thread at that moment.  The GIL stays held while
+    # waiting, which is safe: a lock holder never needs the GIL to let go.
+    for r in list(LIVE_REGISTRIES):
+        registry_lock(reg_of(<Registry>r))
+        FORK_LOCKED.append(r)
+
+
+def _unlock_registries_in_parent():
+    while FORK_LOCKED:
+        registry_unlock(reg_of(<Registry>FORK_LOCKED.pop()))
+
+
+def _reset_registry_locks_in_child():
+    while FORK_LOCKED:
+        registry_reset_locks(reg_of(<Registry>FORK_LOCKED.pop()))
+
+
+FORK_LOCKED = []
+os.register_at_fork(before=_lock_registries_for_fork,
+                    after_in_parent=_unlock_registries_in_parent,
+                    after_in_child=_reset_registry_locks_in_child)
 
 
 cdef int register_function(Registry registry, str name, void *fn, int api_version,
@@ -1184,6 +1227,8 @@ cdef object new_output(object spec):
         descr = arr.descr
         if descr_code(descr) < 0:
             raise UnsupportedDtypeError(descr, "result")
+        if not cnp.PyDataType_ISNOTSWAPPED(descr):
+            descr = descr.newbyteorder("=")  # outputs are always native
         Py_INCREF(descr)
         return PyArray_NewFromDescr(<type>np.ndarray, descr, cnp.PyArray_NDIM(arr),
                                     cnp.PyArray_DIMS(arr), NULL, NULL, 0, None)

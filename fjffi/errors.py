@@ -71,6 +71,7 @@ class BufferMismatchError(FfiError, ValueError):
         self.buffer_index = buffer_index
         self.expected_bytes = expected_bytes
         self.actual_bytes = actual_bytes
+        self.detail = detail
         where = "buffer" if buffer_index is None else f"buffer {buffer_index}"
         if expected_bytes is None:
             msg = f"{where}: {detail or 'product(shape) * itemsize'} overflows; it has {actual_bytes} bytes"
@@ -79,33 +80,42 @@ class BufferMismatchError(FfiError, ValueError):
         super().__init__(msg)
 
     def __reduce__(self):
-        return (type(self), (self.buffer_index, self.expected_bytes, self.actual_bytes))
+        return (type(self), (self.buffer_index, self.expected_bytes, self.actual_bytes,
+                             self.detail))
 
 
 class InvalidBoolByteError(FfiError, ValueError):
-    def __init__(self, buffer_index: int | None, byte_index: int, value: int, where: str = "buffer"):
+    def __init__(self, buffer_index: int | None, byte_index: int, value: int,
+                 where: str | None = None):
         self.buffer_index = buffer_index
         self.byte_index = byte_index
         self.value = value
-        name = where if buffer_index is None else f"{where} {buffer_index}"
+        self.where = where
+        # where names the buffer in the caller's words ("negate: output 0"),
+        # which may count differently from buffer_index (inputs first).
+        if where is None:
+            name = "buffer" if buffer_index is None else f"buffer {buffer_index}"
+        else:
+            name = where if buffer_index is None else f"{where} (buffer {buffer_index})"
         super().__init__(
             f"{name}: bool byte {byte_index} is {value}; a bool byte must be 0 or 1"
         )
 
     def __reduce__(self):
-        return (type(self), (self.buffer_index, self.byte_index, self.value))
+        return (type(self), (self.buffer_index, self.byte_index, self.value, self.where))
 
 
 class UnsupportedDtypeError(FfiError, TypeError):
     def __init__(self, dtype, detail: str = ""):
         self.dtype = dtype
+        self.detail = detail
         msg = f"unsupported dtype {dtype!r}"
         if detail:
             msg += f" ({detail})"
         super().__init__(msg + "; fjffi takes " + _DTYPE_LIST)
 
     def __reduce__(self):
-        return (type(self), (self.dtype,))
+        return (type(self), (self.dtype, self.detail))
 
 
 _DTYPE_LIST = (

@@ -137,3 +137,13 @@ size_t registry_count(registry *r) {
     pthread_rwlock_unlock(&r->lock);
     return n;
 }
+
+void registry_lock(registry *r) { pthread_rwlock_wrlock(&r->lock); }
+
+void registry_unlock(registry *r) { pthread_rwlock_unlock(&r->lock); }
+
+void registry_reset_locks(registry *r) {
+    pthread_rwlock_init(&r->lock, NULL);
+    for (size_t i = 0; i < r->capacity; ++i)
+        if (r->slots[i] != NULL) pthread_mutex_init(&r->slots[i]->serial, NULL);
+}

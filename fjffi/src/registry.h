@@ -11,6 +11,8 @@
  *    those).
  *  - No caller waits for the GIL while holding either lock: that is what
  *    keeps the lock and the GIL from deadlocking each other.
+ *  - Around fork(), fjffi._core holds every registry's write lock (see
+ *    registry_lock), as h5py does for its global lock.
  */
 #ifndef FJFFI_REGISTRY_H
 #define FJFFI_REGISTRY_H
@@ -51,5 +53,14 @@ int registry_add(registry *r, const registry_target *target);
 /* Copies up to max record pointers into out under the read lock; returns the count. */
 size_t registry_records(registry *r, void **out, size_t max);
 size_t registry_count(registry *r);
+/* Fork safety: registry_lock before fork(), so the child never copies a
+ * table halfway through a change; after it, registry_unlock in the parent
+ * and registry_reset_locks in the child.  The child's only thread has a new
+ * thread id, so it cannot unlock what its parent's thread locked: it
+ * initialises the locks afresh (no other thread exists there to hold them),
+ * the per-target call locks too. */
+void registry_lock(registry *r);
+void registry_unlock(registry *r);
+void registry_reset_locks(registry *r);
 
 #endif
