@@ -518,7 +518,23 @@ def peers(rounds: int = 7, quick: bool = False, progress=None) -> dict:
                  if key in timings and ref in timings else None)
         goals.append(goal(label, value, limit))
     return {"rows": rows, "missing": missing, "goals": goals, "loop_ns": loop_ns(),
-            "rounds": rounds}
+            "rounds": rounds, "c_parts": c_parts(quick)}
+
+
+def c_parts(quick: bool = False) -> dict:
+    """Parts of a call timed in C loops (median ns of a few runs): where the time goes."""
+    n = 100_000 if quick else 1_000_000
+    x, y = np.arange(1000, dtype=np.float64), np.empty(1000)
+
+    def med(fn, *args):
+        return statistics.median(fn(*args) for _ in range(3 if quick else 7))
+
+    return {"noop_kernel_ns": med(_floor.kernel_noop_ns, 10 * n),
+            "registry_get_ns": med(_floor.registry_lookup_ns, fjffi.default_registry,
+                                   ["negate"], 10 * n),
+            "rwlock_pair_ns": med(_floor.rwlock_pair_ns, 10 * n),
+            "negate_1k_kernel_ns": med(_floor.kernel_negate_ns, x, y, n),
+            "scrub_8000_bytes_ns": med(_floor.scrub_ns, y, n)}
 
 
 def render_peers(result: dict) -> str:
@@ -531,6 +547,12 @@ def render_peers(result: dict) -> str:
             ratio = "" if r["x_floor"] is None else f"{r['x_floor']:.2f}"
             lines.append(f"  {call:<15} {r['route']:<9} {fmt_ns(r['median_ns']):>10} "
                          f"{fmt_ns(r['min_ns']):>10} {ratio:>8}")
+    c = result["c_parts"]
+    lines.append(f"  in C, per call: noop kernel {fmt_ns(c['noop_kernel_ns'])}, registry_get "
+                 f"{fmt_ns(c['registry_get_ns'])} (rwlock rdlock+unlock "
+                 f"{fmt_ns(c['rwlock_pair_ns'])}), negate kernel on 1000 float64 "
+                 f"{fmt_ns(c['negate_1k_kernel_ns'])}, zeroing its 8000-byte output "
+                 f"{fmt_ns(c['scrub_8000_bytes_ns'])}")
     for route, why in result["missing"].items():
         lines.append(f"  {route}: missing ({why})")
     lines += [f"  {k:<9} {v}" for k, v in ROUTE_DOCS.items()]
@@ -675,7 +697,8 @@ def registry_scale(quick: bool = False, progress=None,
             for _ in range(reps))
         call = fjffi.Call(probe, reg)
         timings = measure({"invoke": Case(call.invoke, ((), ())),
-                           "contains": Case(reg.__contains__, (probe,))},
+                           "contains": Case(reg.__contains__, (probe,),
+                                            check=lambda p=probe, r=reg: expect(p in r, "in"))},
                           3 if quick else 7, 0.01 if quick else 0.03)
         rows.append({"targets": size, "lookup_ns": same, "lookup_all_names_ns": spread,
                      "invoke_noop_ns": timings["invoke"].median_ns,
@@ -773,8 +796,11 @@ def render_allocation(result: dict) -> str:
 def to_buffer_cost(quick: bool = False) -> dict:
     """to_buffer of contiguous float64 arrays of 1k and 10M elements: O(1) means equal."""
     small, large = np.zeros(1000), np.zeros(10_000_000)
-    timings = measure({"1k": Case(fjffi.to_buffer, (small,)),
-                       "10M": Case(fjffi.to_buffer, (large,))},
+    def shape_is(a):
+        return lambda: expect(fjffi.to_buffer(a).shape == a.shape, "to_buffer shape")
+
+    timings = measure({"1k": Case(fjffi.to_buffer, (small,), check=shape_is(small)),
+                       "10M": Case(fjffi.to_buffer, (large,), check=shape_is(large))},
                       3 if quick else 7, 0.01 if quick else 0.05)
     large_buf = fjffi.to_buffer(large)
     expect(np.asarray(large_buf).ctypes.data == large.ctypes.data, "to_buffer copied")
@@ -932,6 +958,8 @@ def environment() -> dict:
     return {"fjffi": fjffi.__version__, "python": sys.version.split()[0],
             "numpy": np.__version__, "cffi": cffi_version, "machine": platform.machine(),
             "cpus": os.cpu_count(), "platform": platform.platform(),
+            # Other work on the machine skews every figure, thread scaling most.
+            "load_average_1min": os.getloadavg()[0],
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
@@ -977,7 +1005,8 @@ def run(rounds: int = 7, quick: bool = False, progress=None, sections=SECTIONS) 
 def render(report: dict) -> str:
     env = report["environment"]
     parts = [(f"fjffi {env['fjffi']} bench: Python {env['python']}, numpy {env['numpy']}, "
-              f"cffi {env['cffi'] or 'missing'}, {env['cpus']} CPUs, {env['platform']}")]
+              f"cffi {env['cffi'] or 'missing'}, {env['cpus']} CPUs, {env['platform']}, "
+              f"load average {env['load_average_1min']:.2f} at the start")]
     renderers = {"peers": render_peers, "threads": render_threads, "registry": render_registry,
                  "allocation": render_allocation, "to_buffer": render_to_buffer,
                  "gil": render_gil}

@@ -64,6 +64,16 @@ cdef extern from "<pthread.h>" nogil:
     int pthread_rwlock_unlock(pthread_rwlock_t *lock)
     int pthread_rwlock_destroy(pthread_rwlock_t *lock)
 
+cdef extern from "<string.h>" nogil:
+    void *memset(void *s, int c, size_t n)
+
+cdef extern from *:
+    """
+    /* Tells the compiler that memory may be read here, so no store before it is dead. */
+    static inline void fjffi_floor_clobber(void) { __asm__ __volatile__("" ::: "memory"); }
+    """
+    void fjffi_floor_clobber() noexcept nogil
+
 cdef extern from "<time.h>" nogil:
     ctypedef long time_t
     cdef struct timespec:
@@ -224,4 +234,19 @@ def kernel_negate_ns(cnp.ndarray x, cnp.ndarray y, Py_ssize_t n):
         t1 = now_ns()
     if rc != 0:
         raise RuntimeError(f"negate failed: {ctx.message.decode('utf-8', 'replace')}")
+    return (t1 - t0) / n
+
+
+def scrub_ns(cnp.ndarray y, Py_ssize_t n):
+    """ns per memset of y's bytes to 0: what zeroing an output costs, alone."""
+    cdef void *data = cnp.PyArray_DATA(y)
+    cdef size_t nbytes = cnp.PyArray_NBYTES(y)
+    cdef Py_ssize_t _rep
+    cdef double t0, t1
+    with nogil:
+        t0 = now_ns()
+        for _rep in range(n):
+            memset(data, 0, nbytes)
+            fjffi_floor_clobber()
+        t1 = now_ns()
     return (t1 - t0) / n
