@@ -36,10 +36,11 @@ from fjffi.errors import (
 __version__ = "0.1.0"
 
 
-def register(name, target, *, api_version=0, gil="auto", thread_safe=True):
+def register(name, target, *, api_version=0, gil="auto", thread_safe=True, keep_alive=None):
     """Register a C function in the default registry (see Registry.register)."""
     return default_registry.register(
-        name, target, api_version=api_version, gil=gil, thread_safe=thread_safe
+        name, target, api_version=api_version, gil=gil, thread_safe=thread_safe,
+        keep_alive=keep_alive,
     )
 
 

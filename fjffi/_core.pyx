@@ -641,7 +641,7 @@ cdef class Registry:
         return 0
 
     def register(self, name, target, *, int api_version=0, str gil="auto",
-                 bint thread_safe=True):
+                 bint thread_safe=True, keep_alive=None):
         """Register a C function under name; returns its Target record.
 
         target is a PyCapsule holding the function pointer, a ctypes or cffi
@@ -649,6 +649,9 @@ cdef class Registry:
         integer address is refused.  api_version 0 is the raw ABI, 1 the
         typed ABI of fjffi.h.  gil is "release", "hold" or "auto".  With
         thread_safe=False, calls to this target run one at a time.
+        keep_alive: any object for the registry to hold while the target is
+        registered, such as the lib of an ffi.dlopen function (a cffi cdata
+        does not keep its library loaded).
         """
         cdef void *fn
         cdef const char *data
@@ -661,7 +664,7 @@ cdef class Registry:
             address, kind, owner = foreign_address(name, target, api_version)
             fn = <void *><uintptr_t>address
         record = Target(name=name, kind=kind, api_version=api_version, gil=gil,
-                        thread_safe=bool(thread_safe), owner=owner)
+                        thread_safe=bool(thread_safe), owner=owner, keep_alive=keep_alive)
         self.add(name, fn, api_version, gil, thread_safe, False, record)
         return record
 

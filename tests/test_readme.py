@@ -92,3 +92,17 @@ def test_every_block_runs(tmp_path):
     run = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, check=False,
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, f"{run.stdout}{run.stderr}"
+
+
+def test_opening_example_runs(tmp_path):
+    """The README's first Python block, the ten-line example, runs as printed."""
+    text = README.read_text(encoding="utf-8")
+    match = re.search(r"^## Example[ \t]*\n.*?^```python[ \t]*\n(.*?)^```", text,
+                      re.MULTILINE | re.DOTALL)
+    assert match is not None, "README.md has no '## Example' section with a Python block"
+    script = tmp_path / "example.py"
+    script.write_text(match.group(1))
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("negate 4 negate: output 0 shape (3,) does not match")
