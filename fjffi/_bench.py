@@ -639,9 +639,15 @@ def thread_scaling(quick: bool = False, progress=None) -> dict:
                 invoke(ins, out)
         return work
 
+    def c_only(i):
+        # Pure C without the GIL, each thread on its own lock: what this machine
+        # gives two threads right now, the ceiling for every other row.
+        _floor.rwlock_pair_ns(2_000_000 if quick else 5_000_000)
+
     result = {}
     works = {"negate_8mb_fjffi": fjffi_negate, "negate_8mb_numpy": numpy_negate,
-             "busy_loop_release": busy_loop("release"), "busy_loop_hold": busy_loop("hold")}
+             "busy_loop_release": busy_loop("release"), "busy_loop_hold": busy_loop("hold"),
+             "c_only_ceiling": c_only}
     for k, (name, work) in enumerate(works.items()):
         work(0)  # first touch of every page, outside the timing
         work(1)
@@ -663,11 +669,13 @@ def thread_scaling(quick: bool = False, progress=None) -> dict:
 
 def render_threads(result: dict) -> str:
     lines = ["Thread scaling: throughput of 2 threads / 1 thread (median of rounds)"]
-    for name in ("negate_8mb_fjffi", "negate_8mb_numpy", "busy_loop_release", "busy_loop_hold"):
+    for name in ("negate_8mb_fjffi", "negate_8mb_numpy", "busy_loop_release", "busy_loop_hold",
+                 "c_only_ceiling"):
         rounds = ", ".join(f"{r:.2f}" for r in result[name]["rounds"])
         lines.append(f"  {name:<20} {result[name]['ratio']:.2f}x   (rounds: {rounds})")
-    lines.append(f"  busy_loop: {result['busy_loop_ms']:.1f} ms a call; each thread has its "
-                 "own 8 MB input and output")
+    lines.append(f"  busy_loop: {result['busy_loop_ms']:.1f} ms a call; negate: each thread has "
+                 "its own 8 MB input and output; c_only_ceiling: pure C, no GIL, what the machine "
+                 "gives two threads at the time")
     return "\n".join(lines)
 
 
