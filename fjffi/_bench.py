@@ -668,11 +668,14 @@ def thread_scaling(quick: bool = False, progress=None) -> dict:
 
 
 def render_threads(result: dict) -> str:
-    lines = ["Thread scaling: throughput of 2 threads / 1 thread (median of rounds)"]
+    lines = [("Thread scaling: throughput of 2 threads / 1 thread (median of rounds), and that "
+              "over the ceiling's")]
+    ceiling = result["c_only_ceiling"]["ratio"]
     for name in ("negate_8mb_fjffi", "negate_8mb_numpy", "busy_loop_release", "busy_loop_hold",
                  "c_only_ceiling"):
         rounds = ", ".join(f"{r:.2f}" for r in result[name]["rounds"])
-        lines.append(f"  {name:<20} {result[name]['ratio']:.2f}x   (rounds: {rounds})")
+        ratio = result[name]["ratio"]
+        lines.append(f"  {name:<20} {ratio:.2f}x  {ratio / ceiling:.2f}   (rounds: {rounds})")
     lines.append(f"  busy_loop: {result['busy_loop_ms']:.1f} ms a call; negate: each thread has "
                  "its own 8 MB input and output; c_only_ceiling: pure C, no GIL, what the machine "
                  "gives two threads at the time")
@@ -834,28 +837,30 @@ def spin_while(stop: threading.Event, counter: list) -> None:
     counter.append(n)
 
 
-def rates(invoke, ins, outs, window: float, spinner: bool) -> tuple[float, float]:
-    """(calls/s of invoke, spins/s of a busy Python thread) over window seconds.
+def call_while(stop: threading.Event, counter: list, invoke, ins, outs) -> None:
+    """Calls invoke(ins, outs) until stop is set; counts the calls."""
+    n = 0
+    while not stop.is_set():
+        invoke(ins, outs)
+        n += 1
+    counter.append(n)
 
-    invoke None: the busy thread alone; spinner False: the caller alone."""
-    stop, counter = threading.Event(), []
-    thread = threading.Thread(target=spin_while, args=(stop, counter))
-    if spinner:
-        thread.start()
-        time.sleep(0.005)
-    calls = 0
+
+def rates(workers: list, window: float) -> list[float]:
+    """Iterations per second of each (target, args) worker, all run together for window s."""
+    stop = threading.Event()
+    counters: list = [[] for _ in workers]
+    threads = [threading.Thread(target=fn, args=(stop, counters[i], *args))
+               for i, (fn, args) in enumerate(workers)]
     t0 = time.perf_counter()
-    while time.perf_counter() - t0 < window:
-        if invoke is None:
-            time.sleep(0.001)
-        else:
-            invoke(ins, outs)
-            calls += 1
-    elapsed = time.perf_counter() - t0
+    for t in threads:
+        t.start()
+    time.sleep(window)
     stop.set()
-    if spinner:
-        thread.join()
-    return calls / elapsed, (counter[0] / elapsed if spinner else 0.0)
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    return [c[0] / elapsed for c in counters]
 
 
 def gil_threshold(quick: bool = False, progress=None) -> dict:
@@ -863,10 +868,10 @@ def gil_threshold(quick: bool = False, progress=None) -> dict:
 
     The floor's negate is registered twice in a new Registry, with
     gil="hold" and gil="release": the same kernel, only the policy differs.
-    Alone, a release costs the caller a little time.  Next to a thread
-    running Python, it lends that thread the kernel's time; the measure
-    there is the progress of both together, each as a fraction of its rate
-    alone (2.0 would be two full cores).
+    Measured per size: a lone caller's ns per call; two threads calling
+    it at once (each on its own arrays), as throughput over one caller
+    holding the GIL; and one caller next to a thread running pure Python,
+    as the sum of each one's share of its rate alone (2.0 = two full cores).
     """
     reg = fjffi.Registry()
     capsule = _floor.capsule("negate")
@@ -875,49 +880,47 @@ def gil_threshold(quick: bool = False, progress=None) -> dict:
     policies = ("hold", "release")
     invokes = {p: fjffi.Call(f"negate_{p}", reg).invoke for p in policies}
     sizes = [2**k for k in range(10, 21, 2 if quick else 1)]  # bytes per array
-    arrays = {s: (np.arange(s // 8, dtype=np.float64), np.empty(s // 8)) for s in sizes}
-    timings = measure({(s, p): Case(invokes[p], ((arrays[s][0],), (arrays[s][1],)))
+    arrays = {s: [(np.arange(s // 8, dtype=np.float64), np.empty(s // 8)) for _ in range(2)]
+              for s in sizes}
+    timings = measure({(s, p): Case(invokes[p], ((arrays[s][0][0],), (arrays[s][0][1],)))
                        for s in sizes for p in policies},
                       3 if quick else 7, 0.01 if quick else 0.03)
     window = 0.03 if quick else 0.1
-    _, spin_alone = rates(None, (), (), window, True)
+    (spin_alone,) = rates([(spin_while, ())], window)
     rows = []
     for k, s in enumerate(sizes):
-        x, y = arrays[s]
-        ins, outs = (x,), (y,)
+        (x, y), (x2, y2) = arrays[s]
         row = {"bytes_per_array": s, "moved_bytes": 2 * s,
                "kernel_ns": _floor.kernel_negate_ns(x, y, max(50, 2**24 // s))}
+        (hold_alone,) = rates([(call_while, (invokes["hold"], (x,), (y,)))], window)
         for p in policies:
             row[f"{p}_ns"] = timings[s, p].median_ns
-            alone, _ = rates(invokes[p], ins, outs, window, False)
-            calls, spins = rates(invokes[p], ins, outs, window, True)
-            row[f"{p}_progress"] = calls / alone + spins / spin_alone
+            two = rates([(call_while, (invokes[p], (x,), (y,))),
+                         (call_while, (invokes[p], (x2,), (y2,)))], window)
+            row[f"{p}_two_callers"] = sum(two) / hold_alone
+            (alone,) = rates([(call_while, (invokes[p], (x,), (y,)))], window)
+            calls, spins = rates([(call_while, (invokes[p], (x,), (y,))), (spin_while, ())],
+                                 window)
             row[f"{p}_caller_share"] = calls / alone
             row[f"{p}_spinner_share"] = spins / spin_alone
+            row[f"{p}_progress"] = calls / alone + spins / spin_alone
         row["release_cost_ns"] = row["release_ns"] - row["hold_ns"]
         rows.append(row)
         if progress:
             progress(k + 1, len(sizes), f"gil/{s}")
-    expect((arrays[sizes[-1]][1] == -arrays[sizes[-1]][0]).all(), "negate")
-    return {"rows": rows, "lone_caller_5pct_moved_bytes": lone_caller_threshold(rows),
-            "contended_moved_bytes": contended_threshold(rows),
+    expect(all(np.array_equal(y, -x) for x, y in arrays[sizes[-1]]), "negate")
+    return {"rows": rows,
+            "lone_caller_5pct_moved_bytes": first_from(
+                rows, lambda r: r["release_cost_ns"] <= 0.05 * r["hold_ns"]),
+            "two_callers_moved_bytes": first_from(
+                rows, lambda r: r["release_two_callers"] > r["hold_two_callers"]),
             "switch_interval_ms": sys.getswitchinterval() * 1e3}
 
 
-def lone_caller_threshold(rows: list, overhead: float = 0.05) -> int | None:
-    """The smallest bytes moved from which on a release costs a lone caller at most
-    `overhead` of its call."""
+def first_from(rows: list, holds: Callable[[dict], bool]) -> int | None:
+    """The smallest bytes moved from which on holds(row) is true for every larger size."""
     for i, row in enumerate(rows):
-        if all(r["release_cost_ns"] <= overhead * r["hold_ns"] for r in rows[i:]):
-            return row["moved_bytes"]
-    return None
-
-
-def contended_threshold(rows: list) -> int | None:
-    """The smallest bytes moved from which on releasing makes more progress, caller
-    and busy thread together, than holding."""
-    for i, row in enumerate(rows):
-        if all(r["release_progress"] >= r["hold_progress"] for r in rows[i:]):
+        if all(holds(r) for r in rows[i:]):
             return row["moved_bytes"]
     return None
 
@@ -925,24 +928,28 @@ def contended_threshold(rows: list) -> int | None:
 def render_gil(result: dict) -> str:
     lines = [
         "GIL policy: negate registered with gil='hold' and gil='release' (same kernel).",
-        "  Alone: ns per call.  Next to a busy Python thread: caller share + busy thread share",
-        "  of their rates alone = progress (2.00 = two full cores)",
+        "  alone: ns per call.  2 callers: two threads calling at once, throughput over one",
+        "  caller holding the GIL.  next to busy Python: caller's + busy thread's share of",
+        "  their rates alone (2.00 = two full cores).",
         (f"  {'per array':>10} {'moved':>8} {'kernel':>9} {'hold':>9} {'release':>9} "
-         f"{'cost':>6} | {'hold':>16} {'release':>16}"),
+         f"{'cost':>6} | 2 callers: hold release | next to busy Python: hold         release"),
     ]
     for r in result["rows"]:
+        busy = " ".join(f"{r[p + '_caller_share']:.2f}+{r[p + '_spinner_share']:.2f}="
+                        f"{r[p + '_progress']:.2f}" for p in ("hold", "release"))
         lines.append(
             f"  {fmt_bytes(r['bytes_per_array']):>10} {fmt_bytes(r['moved_bytes']):>8} "
             f"{fmt_ns(r['kernel_ns']):>9} {fmt_ns(r['hold_ns']):>9} {fmt_ns(r['release_ns']):>9} "
-            f"{r['release_cost_ns']:>+6.0f} | "
-            + " ".join(f"{r[p + '_caller_share']:.2f}+{r[p + '_spinner_share']:.2f}="
-                       f"{r[p + '_progress']:.2f}".rjust(16) for p in ("hold", "release")))
-    lone, both = result["lone_caller_5pct_moved_bytes"], result["contended_moved_bytes"]
-    lines.append(f"  a release costs a lone caller <= 5% from "
-                 f"{fmt_bytes(lone) if lone else 'no size measured'} moved (inputs + outputs); "
-                 f"releasing makes more progress next to a busy thread from "
-                 f"{fmt_bytes(both) if both else 'no size measured'} moved; "
-                 f"switch interval {result['switch_interval_ms']:.0f} ms")
+            f"{r['release_cost_ns']:>+6.0f} | {r['hold_two_callers']:>14.2f}x "
+            f"{r['release_two_callers']:>6.2f}x | {busy:>35}")
+    lone, two = result["lone_caller_5pct_moved_bytes"], result["two_callers_moved_bytes"]
+
+    def at(n):
+        return fmt_bytes(n) if n else "no size measured"
+
+    lines.append(f"  a release costs a lone caller <= 5% from {at(lone)} moved (inputs + outputs); "
+                 f"two callers gain from releasing from {at(two)} moved; switch interval "
+                 f"{result['switch_interval_ms']:.0f} ms")
     return "\n".join(lines)
 
 
