@@ -1,46 +1,6 @@
 # cimport fjffi: the C ABI of fjffi.h and the C-level registration API.
-# Must match fjffi/include/fjffi.h.
+#
+#     from fjffi cimport register_function, fjffi_buffer, FJFFI_ABI_TYPED
 
-from libc.stdint cimport int32_t, int64_t, uint8_t
-
+from fjffi._abi cimport *
 from fjffi._core cimport Registry, register_function
-
-cdef extern from "fjffi.h":
-    enum:
-        FJFFI_ABI_RAW
-        FJFFI_ABI_TYPED
-        FJFFI_MAX_NDIM
-        FJFFI_MESSAGE_SIZE
-    ctypedef enum fjffi_dtype:
-        FJFFI_FLOAT64
-        FJFFI_FLOAT32
-        FJFFI_FLOAT16
-        FJFFI_BFLOAT16
-        FJFFI_INT64
-        FJFFI_INT32
-        FJFFI_INT16
-        FJFFI_INT8
-        FJFFI_UINT64
-        FJFFI_UINT32
-        FJFFI_UINT16
-        FJFFI_UINT8
-        FJFFI_BOOL
-        FJFFI_COMPLEX64
-        FJFFI_COMPLEX128
-        FJFFI_NUM_DTYPES
-    ctypedef struct fjffi_buffer:
-        void *data
-        size_t nbytes
-        int32_t dtype
-        int32_t ndim
-        const int64_t *shape
-    ctypedef struct fjffi_context:
-        char message[256]
-    ctypedef int32_t (*fjffi_raw_fn)(const uint8_t *const *inputs, size_t n_inputs,
-                                     uint8_t *const *outputs, size_t n_outputs) noexcept nogil
-    ctypedef int32_t (*fjffi_typed_fn)(const fjffi_buffer *inputs, size_t n_inputs,
-                                       const fjffi_buffer *outputs, size_t n_outputs,
-                                       fjffi_context *ctx) noexcept nogil
-    int32_t fjffi_fail(fjffi_context *ctx, int32_t code, const char *message) noexcept nogil
-    size_t fjffi_itemsize(int32_t dtype) noexcept nogil
-    size_t fjffi_numel(const fjffi_buffer *b) noexcept nogil

@@ -39,48 +39,8 @@ from fjffi._targets import Target, foreign_address
 
 cnp.import_array()
 
-cdef extern from "fjffi.h":
-    enum:
-        FJFFI_C_API_VERSION
-    const char *FJFFI_C_API_CAPSULE
-    ctypedef struct fjffi_c_api:
-        unsigned int version
-        int (*register_function)(void *registry, const char *name, void *fn,
-                                 int32_t api_version, const char *gil,
-                                 int32_t thread_safe) except -1
-    enum:
-        FJFFI_ABI_RAW
-        FJFFI_ABI_TYPED
-        FJFFI_MAX_NDIM
-        FJFFI_MESSAGE_SIZE
-        FJFFI_NUM_DTYPES
-        FJFFI_BOOL
-        FJFFI_BFLOAT16
-        FJFFI_FLOAT64
-        FJFFI_INT64
-        FJFFI_COMPLEX128
-    ctypedef struct fjffi_buffer:
-        void *data
-        size_t nbytes
-        int32_t dtype
-        int32_t ndim
-        const int64_t *shape
-    ctypedef struct fjffi_context:
-        char message[256]
-    ctypedef int32_t (*fjffi_raw_fn)(const uint8_t *const *inputs, size_t n_inputs,
-                                     uint8_t *const *outputs, size_t n_outputs) noexcept nogil
-    ctypedef int32_t (*fjffi_typed_fn)(const fjffi_buffer *inputs, size_t n_inputs,
-                                       const fjffi_buffer *outputs, size_t n_outputs,
-                                       fjffi_context *ctx) noexcept nogil
-
-cdef extern from "kernels.h":
-    ctypedef struct fjffi_kernel_entry:
-        const char *name
-        void *fn
-        int32_t api_version
-        const char *doc
-    const fjffi_kernel_entry fjffi_builtin_kernels[]
-    const size_t fjffi_num_builtin_kernels
+from fjffi._abi cimport *
+from fjffi._kernels cimport fjffi_builtin_kernels, fjffi_num_builtin_kernels
 
 cdef extern from "registry.h":
     enum:

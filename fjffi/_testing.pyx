@@ -3,16 +3,9 @@
 Registry.  Shipped in the wheel so the tests can run against the install."""
 
 from cpython.pycapsule cimport PyCapsule_New
-from libc.stdint cimport int32_t, int64_t, uint64_t
+from libc.stdint cimport int64_t, uint64_t
 
-cdef extern from "kernels.h":
-    ctypedef struct fjffi_kernel_entry:
-        const char *name
-        void *fn
-        int32_t api_version
-        const char *doc
-    const fjffi_kernel_entry fjffi_test_kernels[]
-    const size_t fjffi_num_test_kernels
+from fjffi._kernels cimport fjffi_test_kernels, fjffi_num_test_kernels
 
 cdef extern from *:
     """
