@@ -250,3 +250,17 @@ def scrub_ns(cnp.ndarray y, Py_ssize_t n):
             fjffi_floor_clobber()
         t1 = now_ns()
     return (t1 - t0) / n
+
+
+def spin(Py_ssize_t n):
+    """n xorshift steps in C without the GIL; returns the checksum.  Compute-bound,
+    touching no memory: two threads of it show what the machine gives two threads."""
+    cdef uint64_t x = 0x9E3779B97F4A7C15u, acc = 0
+    cdef Py_ssize_t _rep
+    with nogil:
+        for _rep in range(n):
+            x ^= x << 13
+            x ^= x >> 7
+            x ^= x << 17
+            acc += x
+    return acc
