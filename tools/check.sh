@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# The reliability checks, one after another, then a summary:
+#
+#   1. asan      the whole suite on an ASan + UBSan build, no report allowed
+#   2. tsan      the threaded tests on a TSan build, no warning in fjffi code
+#   3. stress    32 threads x 10,000 mixed operations (tests/test_stress.py)
+#   4. parallel  the suite under pytest-run-parallel, 4 threads per test
+#   5. soak      1,000,000 calls, RSS and tracemalloc growth bounded
+#
+#   tools/check.sh [--quick]
+#
+# --quick trims what only adds repetition, for CI: fewer hypothesis examples
+# under the sanitizers and 2 threads per test under pytest-run-parallel.  The
+# stress and soak sizes stay full: they take seconds.
+#
+# Each step builds what it needs into its own virtualenv under FJFFI_CHECK_DIR
+# (default $TMPDIR/fjffi-check), installing from the package index, so it
+# runs on a fresh machine; a second run rebuilds only what changed.  Every
+# step runs even when one before it failed; the exit status is 1 if any did.
+set -uo pipefail
+
+quick=0
+case ${1:-} in
+  --quick) quick=1 ;;
+  "") ;;
+  -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  *) echo "usage: $0 [--quick]" >&2; exit 2 ;;
+esac
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+work=${FJFFI_CHECK_DIR:-${TMPDIR:-/tmp}/fjffi-check}
+export FJFFI_CHECK_DIR=$work
+mkdir -p "$work/logs"
+plain=$work/venv-plain/bin/python
+
+if [ $quick = 1 ]; then
+  export HYPOTHESIS_PROFILE=quick
+  parallel_threads=2
+else
+  export HYPOTHESIS_PROFILE=${HYPOTHESIS_PROFILE:-ci}
+  parallel_threads=4
+fi
+
+summary=()
+failed=0
+# step NAME COMMAND...: run it with its output to the terminal and a log,
+# and keep one summary line: status, time and the figure it printed last.
+step() {
+  local name=$1 start rc line
+  shift
+  echo
+  echo "=== $name: $*"
+  start=$(date +%s)
+  "$@" 2>&1 | tee "$work/logs/$name.log"
+  rc=${PIPESTATUS[0]}
+  line=$(grep -E "[0-9]+ (passed|failed|errors?)\b|reports:|warnings in fjffi|canary:|^soak: [0-9,]+ calls in|^stress:" \
+           "$work/logs/$name.log" | tail -3 | tr '\n' ' ')
+  summary+=("$(printf '%-9s %-4s %5ss  %s' "$name" "$([ "$rc" = 0 ] && echo PASS || echo FAIL)" \
+                "$(( $(date +%s) - start ))" "$line")")
+  [ "$rc" = 0 ] || failed=1
+}
+
+# The tests import the installed fjffi, so pytest never runs in the source tree.
+in_work() { (cd "$work" && "$@"); }
+stress() {
+  FJFFI_STRESS_OPS=10000 in_work "$plain" -m pytest -p no:cacheprovider -q -s \
+    "$root/tests/test_stress.py"
+}
+# test_stress.py is left out: it is its own 32 threads, and copies of it on
+# every thread would only multiply its time.
+parallel() {
+  in_work "$plain" -m pytest -p no:cacheprovider -q --parallel-threads=$parallel_threads \
+    --ignore="$root/tests/test_stress.py" "$root/tests"
+}
+
+step build "$root/tools/make_venv.sh" "$work/venv-plain" "$work/build-plain"
+step asan "$root/tools/sanitize.sh" asan
+step tsan "$root/tools/sanitize.sh" tsan
+step stress stress
+step parallel parallel
+step soak in_work "$plain" "$root/tools/soak.py" --calls 1000000
+
+echo
+echo "=== summary ($([ $quick = 1 ] && echo quick || echo full); logs in $work/logs)"
+printf '%s\n' "${summary[@]}"
+exit $failed
