@@ -85,6 +85,54 @@ cdef extern from "<pthread.h>" nogil:
 
 cdef extern from *:
     """
+    #include <signal.h>
+    #include <unistd.h>
+
+    /* The target this thread is running, named on stderr if it crashes. */
+    static __thread const char *fjffi_running_target
+        __attribute__((tls_model("initial-exec")));
+
+    static const int fjffi_crash_signals[4] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE};
+    static struct sigaction fjffi_crash_previous[4];
+
+    /* Async-signal-safe: write(2) only, then the signal goes on to the
+     * handler that was there before (faulthandler's, or the default). */
+    static void fjffi_crash_report(int sig, siginfo_t *info, void *context) {
+        static const char head[] = "fjffi: fatal signal in target '";
+        const char *name = fjffi_running_target;
+        ssize_t ignored;
+        int i = 0;
+        (void)context;
+        if (name != NULL) {
+            ignored = write(2, head, sizeof head - 1);
+            ignored = write(2, name, strlen(name));
+            ignored = write(2, "'\\n", 2);
+            (void)ignored;
+        }
+        while (i < 3 && fjffi_crash_signals[i] != sig) ++i;
+        sigaction(sig, &fjffi_crash_previous[i], NULL);
+        /* A fault re-executes on return and reaches the previous handler;
+         * a signal sent with kill() must be raised again. */
+        if (info == NULL || info->si_code <= 0) raise(sig);
+    }
+
+    static int fjffi_install_crash_report(void) {
+        struct sigaction action;
+        memset(&action, 0, sizeof action);
+        action.sa_sigaction = fjffi_crash_report;
+        action.sa_flags = SA_SIGINFO | SA_ONSTACK;
+        sigemptyset(&action.sa_mask);
+        for (int i = 0; i < 4; ++i)
+            if (sigaction(fjffi_crash_signals[i], &action, &fjffi_crash_previous[i]) != 0)
+                return -1;
+        return 0;
+    }
+    """
+    const char *fjffi_running_target
+    int fjffi_install_crash_report() noexcept nogil
+
+cdef extern from *:
+    """
     /* npy_intp and int64_t must be one type: shapes are handed to kernels as is. */
     _Static_assert(sizeof(npy_intp) == sizeof(int64_t), "fjffi needs a 64-bit npy_intp");
     _Static_assert(sizeof(Py_ssize_t) == sizeof(int64_t), "fjffi needs a 64-bit Py_ssize_t");
@@ -199,6 +247,21 @@ cdef Py_ssize_t first_bad_bool(const uint8_t *p, Py_ssize_t n) noexcept nogil:
     return -1
 
 
+cdef bint holds_objects(const char *fmt) noexcept:
+    """Whether a PEP 3118 format has an 'O' item (a PyObject pointer); the
+    field names of a struct format, between colons, do not count."""
+    cdef bint in_name = False
+    if fmt == NULL:
+        return False
+    while fmt[0] != 0:
+        if fmt[0] == c':':
+            in_name = not in_name
+        elif fmt[0] == c'O' and not in_name:
+            return True
+        fmt += 1
+    return False
+
+
 cdef int checked_nbytes(tuple shape, Py_ssize_t itemsize, Py_ssize_t *out) except -1:
     """product(shape) * itemsize, or 1 when it does not fit a Py_ssize_t."""
     cdef Py_ssize_t total = itemsize
@@ -284,16 +347,22 @@ cdef class Buffer:
         # or non-contiguous source fails the writable request with
         # BufferError (bytes, memoryview) or ValueError (numpy).
         try:
-            PyObject_GetBuffer(data, &self.view, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE)
+            PyObject_GetBuffer(data, &self.view,
+                               PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE | PyBUF_FORMAT)
             self.readonly = False
         except (BufferError, ValueError):
             try:
-                PyObject_GetBuffer(data, &self.view, PyBUF_C_CONTIGUOUS)
+                PyObject_GetBuffer(data, &self.view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
             except (BufferError, ValueError):
                 raise LayoutError("Buffer data must be C-contiguous; "
                                   "fjffi.to_buffer copies any array") from None
             self.readonly = True
         self.has_view = True
+        if holds_objects(self.view.format):
+            # Its bytes are PyObject pointers: a kernel writing them would
+            # corrupt the interpreter, one reading them would leak addresses.
+            raise UnsupportedDtypeError(self.view.format.decode("ascii", "replace"),
+                                        "Buffer data holds Python objects")
         dims = normalize_shape(shape, self.view.len)
         overflow = checked_nbytes(dims, ITEMSIZE[code], &expected)
         if overflow:
@@ -681,7 +750,10 @@ cdef class Registry:
         cdef Py_ssize_t size
         if type(name) is not str:
             return False
-        data = PyUnicode_AsUTF8AndSize(name, &size)
+        try:
+            data = PyUnicode_AsUTF8AndSize(name, &size)
+        except UnicodeEncodeError:  # a lone surrogate: no registered name holds one
+            return False
         return registry_get(reg_of(self), data, size, registry_hash(data, size)) != NULL
 
     def __iter__(self):
@@ -750,6 +822,10 @@ C_API.version = FJFFI_C_API_VERSION
 C_API.register_function = c_api_register
 _C_API = PyCapsule_New(&C_API, FJFFI_C_API_CAPSULE, NULL)
 
+
+# A kernel that crashes takes the process down (seed threat T7): say which.
+if fjffi_install_crash_report() != 0:
+    raise OSError("fjffi: cannot install the crash report signal handlers")
 
 default_registry = Registry()
 default_registry.register_builtins()
@@ -900,8 +976,11 @@ cdef inline int32_t run_kernel(const registry_target *t, Frame *f,
     cdef uint8_t **outs = out_ptrs
     cdef int32_t rc
     cdef size_t i
+    global fjffi_running_target
+    cdef const char *outer = fjffi_running_target
     if not t.thread_safe:
         pthread_mutex_lock(&(<registry_target *>t).serial)
+    fjffi_running_target = t.name
     if t.api_version == FJFFI_ABI_TYPED:
         rc = (<fjffi_typed_fn>t.fn)(f.inputs, f.n_inputs, f.outputs, f.n_outputs, ctx)
     else:
@@ -912,6 +991,7 @@ cdef inline int32_t run_kernel(const registry_target *t, Frame *f,
             if ins == NULL:
                 rc = -1
                 ctx.message[0] = 0
+                fjffi_running_target = outer
                 if not t.thread_safe:
                     pthread_mutex_unlock(&(<registry_target *>t).serial)
                 return rc
@@ -923,6 +1003,7 @@ cdef inline int32_t run_kernel(const registry_target *t, Frame *f,
         rc = (<fjffi_raw_fn>t.fn)(ins, f.n_inputs, outs, f.n_outputs)
         if ins != in_ptrs:
             free(<void *>ins)
+    fjffi_running_target = outer
     if not t.thread_safe:
         pthread_mutex_unlock(&(<registry_target *>t).serial)
     return rc

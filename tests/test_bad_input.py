@@ -773,22 +773,17 @@ def test_call_with_a_byte_swapped_spec_returns_native_results():
     np.testing.assert_array_equal(out, [-0.0, -1.0, -2.0])
 
 
-# `in` answers False for any name that is not registered, a non-str
-# included, but a str that UTF-8 cannot encode (a lone surrogate) raises.
+# `in` answers False for any name that is not registered: a non-str, and a
+# str that UTF-8 cannot encode (a lone surrogate), included.
 
-@pytest.mark.xfail(strict=True, raises=UnicodeEncodeError,
-                   reason="Registry.__contains__ raises for a lone surrogate "
-                   "(fix in _core.pyx pending)")
 def test_in_registry_is_false_for_a_name_utf8_cannot_encode():
     assert "\ud800" not in fjffi.default_registry
 
 
-# A Buffer over an object array (or any exporter whose format has 'O') was
-# writable memory of PyObject pointers: fjffi.Call("negate").invoke(x, [buf])
-# overwrote them, and the next use of the array crashed the interpreter.
+# A Buffer over an object array (or any exporter whose format has 'O') would
+# be writable memory of PyObject pointers: fjffi.Call("negate").invoke(x, [buf])
+# would overwrite them, and the next use of the array crash the interpreter.
 
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception,
-                   reason="Buffer wraps Python object pointers (fix in _core.pyx pending)")
 @pytest.mark.parametrize("make", [lambda: np.array([object(), None], dtype=object),
                                   lambda: (ctypes.py_object * 2)(),
                                   lambda: np.zeros(1, dtype=[("x", "f8"), ("o", "O")])],

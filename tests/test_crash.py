@@ -46,9 +46,9 @@ def test_segfaulting_kernel_aborts_loudly(tmp_path, in_thread, guard):
     assert proc.returncode == -signal.SIGSEGV, report
     assert "still alive" not in proc.stdout
     assert "Fatal Python error: Segmentation fault" in proc.stderr, report
-    # The crashing thread's stack names the call that ran the kernel: file,
-    # line and function.  faulthandler shows Python frames only, so the
-    # target's name itself is not there.
+    # fjffi's own signal handler names the target; faulthandler's stack
+    # names the call that ran it: file, line and function.
+    assert "fjffi: fatal signal in target 'segfault'\n" in proc.stderr, report
     crashing = proc.stderr.split("(most recent call first):", 1)[1].split("\n\n", 1)[0]
     assert f'File "{script}", line {CALL_LINE} in crash_in_kernel' in crashing, report
     assert ("threading.py" in crashing) is in_thread, report
