@@ -43,17 +43,20 @@ fi
 
 summary=()
 failed=0
-# step NAME COMMAND...: run it with its output to the terminal and a log,
-# and keep one summary line: status, time and the figure it printed last.
+# step NAME MINUTES COMMAND...: run it with its output to the terminal and a
+# log, stopped after MINUTES (a hang must fail the step, not eat CI's time),
+# and keep one summary line: status, time and the figures it printed last.
 step() {
-  local name=$1 start rc line
-  shift
+  local name=$1 limit=$2 start rc line
+  shift 2
   echo
   echo "=== $name: $*"
   start=$(date +%s)
-  "$@" 2>&1 | tee "$work/logs/$name.log"
+  timeout --kill-after=30 "$((limit * 60))" bash -c '"$@"' "$name" "$@" 2>&1 \
+    | tee "$work/logs/$name.log"
   rc=${PIPESTATUS[0]}
-  line=$(grep -E "[0-9]+ (passed|failed|errors?)\b|reports:|warnings in fjffi|canary:|^soak: [0-9,]+ calls in|^stress:" \
+  [ "$rc" = 124 ] && echo "$name: stopped after $limit minutes" | tee -a "$work/logs/$name.log"
+  line=$(grep -E "[0-9]+ (passed|failed|errors?)\b|reports:|warnings in fjffi|canary:|^soak: [0-9,]+ calls in|^stress:|stopped after" \
            "$work/logs/$name.log" | tail -3 | tr '\n' ' ')
   summary+=("$(printf '%-9s %-4s %5ss  %s' "$name" "$([ "$rc" = 0 ] && echo PASS || echo FAIL)" \
                 "$(( $(date +%s) - start ))" "$line")")
@@ -73,12 +76,14 @@ parallel() {
     --ignore="$root/tests/test_stress.py" "$root/tests"
 }
 
-step build "$root/tools/make_venv.sh" "$work/venv-plain" "$work/build-plain"
-step asan "$root/tools/sanitize.sh" asan
-step tsan "$root/tools/sanitize.sh" tsan
-step stress stress
-step parallel parallel
-step soak in_work "$plain" "$root/tools/soak.py" --calls 1000000
+export root work plain parallel_threads
+export -f in_work stress parallel
+step build 15 "$root/tools/make_venv.sh" "$work/venv-plain" "$work/build-plain"
+step asan 40 "$root/tools/sanitize.sh" asan
+step tsan 20 "$root/tools/sanitize.sh" tsan
+step stress 10 stress
+step parallel 20 parallel
+step soak 10 in_work "$plain" "$root/tools/soak.py" --calls 1000000
 
 echo
 echo "=== summary ($([ $quick = 1 ] && echo quick || echo full); logs in $work/logs)"

@@ -2,7 +2,8 @@
 
 Usage: python sanitizer_reports.py asan|tsan LOGDIR
 
-asan: any ASan or UBSan report file fails the run.
+asan: any ASan or UBSan report file fails the run; the canary's log must
+hold the heap-buffer-overflow of the off_by_one test kernel.
 tsan: a warning fails the run when any of its frames is fjffi's own code;
 warnings wholly inside the interpreter or numpy are counted and shown, not
 failed (tools/tsan.supp silences the known ones).  The canary's log must hold
@@ -34,7 +35,16 @@ def asan(logdir):
         print(f"--- {f}")
         show(text)
     print(f"ASan reports: {asan_errors}; UBSan reports: {ub_errors}; report files: {len(files)}")
-    return 1 if files else 0
+    status = 1 if files else 0
+    canary = [f for f in logdir.glob("canary.*")
+              if re.search(r"heap-buffer-overflow(.|\n)*in off_by_one", f.read_text(errors="replace"))]
+    if canary:
+        print("ASan canary: the off_by_one kernel's overrun was reported, so ASan sees kernels")
+    else:
+        print("ASan canary: NO report of off_by_one's overrun; ASan is blind here and the run "
+              "proves nothing")
+        status = 1
+    return status
 
 
 def tsan_warnings(files):
