@@ -587,14 +587,24 @@ def run_threads(work: Callable[[int], None], nthreads: int) -> float:
     return wall
 
 
-def scaling(work: Callable[[int], None], rounds: int) -> dict:
-    """Throughput of two threads over one thread, each thread doing the same work."""
-    ratios = []
-    for _ in range(rounds):
-        one = run_threads(work, 1)
-        two = run_threads(work, 2)
-        ratios.append(2 * one / two)
-    return {"ratio": statistics.median(ratios), "rounds": ratios}
+def scaling(works: dict, rounds: int, progress=None) -> dict:
+    """Throughput of two threads over one, for each {name: work(i)}, each thread doing
+    the same work.  Rounds go round-robin over the works, so a change in the
+    machine's load hits every row alike; "of_ceiling" is each round's ratio over
+    the ceiling's ratio in the same round."""
+    ratios: dict = {name: [] for name in works}
+    for r in range(rounds):
+        for k, (name, work) in enumerate(works.items()):
+            one = run_threads(work, 1)
+            two = run_threads(work, 2)
+            ratios[name].append(2 * one / two)
+            if progress:
+                progress(r * len(works) + k + 1, rounds * len(works), f"threads/{name}")
+    ceiling = ratios["c_only_ceiling"]
+    return {name: {"ratio": statistics.median(rs), "rounds": rs,
+                   "of_ceiling": statistics.median(
+                       [a / c for a, c in zip(rs, ceiling, strict=True)])}
+            for name, rs in ratios.items()}
 
 
 def thread_scaling(quick: bool = False, progress=None) -> dict:
@@ -644,16 +654,13 @@ def thread_scaling(quick: bool = False, progress=None) -> dict:
         # two threads right now, the ceiling for every other row.
         _floor.spin(busy_calls * int(steps))
 
-    result = {}
     works = {"negate_8mb_fjffi": fjffi_negate, "negate_8mb_numpy": numpy_negate,
              "busy_loop_release": busy_loop("release"), "busy_loop_hold": busy_loop("hold"),
              "c_only_ceiling": c_only}
-    for k, (name, work) in enumerate(works.items()):
+    for work in works.values():
         work(0)  # first touch of every page, outside the timing
         work(1)
-        result[name] = scaling(work, rounds)
-        if progress:
-            progress(k + 1, len(works), f"threads/{name}")
+    result = scaling(works, rounds, progress)
     expect(np.array_equal(ys[0], -xs[0]) and np.array_equal(ys[1], -xs[1]), "negate 8 MB")
     expect(outs[0] == outs[1] and outs[0] != 0, "busy_loop checksums")
     result["busy_loop_ms"] = t * 1e3 * int(steps) / 1_000_000
@@ -668,14 +675,14 @@ def thread_scaling(quick: bool = False, progress=None) -> dict:
 
 
 def render_threads(result: dict) -> str:
-    lines = [("Thread scaling: throughput of 2 threads / 1 thread (median of rounds), and that "
-              "over the ceiling's")]
-    ceiling = result["c_only_ceiling"]["ratio"]
+    lines = [("Thread scaling: throughput of 2 threads / 1 thread, median of rounds; and "
+              "over the ceiling's in the same round")]
     for name in ("negate_8mb_fjffi", "negate_8mb_numpy", "busy_loop_release", "busy_loop_hold",
                  "c_only_ceiling"):
-        rounds = ", ".join(f"{r:.2f}" for r in result[name]["rounds"])
-        ratio = result[name]["ratio"]
-        lines.append(f"  {name:<20} {ratio:.2f}x  {ratio / ceiling:.2f}   (rounds: {rounds})")
+        row = result[name]
+        rounds = ", ".join(f"{r:.2f}" for r in row["rounds"])
+        lines.append(f"  {name:<20} {row['ratio']:.2f}x  {row['of_ceiling']:.2f}   "
+                     f"(rounds: {rounds})")
     lines.append(f"  busy_loop: {result['busy_loop_ms']:.1f} ms a call; negate: each thread has "
                  "its own 8 MB input and output; c_only_ceiling: busy_loop's arithmetic in C "
                  "with no GIL, what the machine gives two threads at the time")
