@@ -997,7 +997,7 @@ def render_goals(goals: list) -> str:
         if g["value"] is None:
             value, verdict = "n/a", "not measured"
         else:
-            value = f"{g['value']:.3g}"
+            value = f"{g['value']:.3f}"
             verdict = "met" if g["met"] else "NOT met"
         op = ">=" if g["at_least"] else "<="
         lines.append(f"  {g['goal']:<62} {value:>8} (goal {op} {g['limit']:g})  {verdict}")
