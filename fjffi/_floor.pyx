@@ -18,25 +18,12 @@ from libc.stdlib cimport malloc, free
 
 cimport numpy as cnp
 
+from fjffi._abi cimport (
+    FJFFI_ABI_RAW, FJFFI_ABI_TYPED, FJFFI_FLOAT64, fjffi_buffer, fjffi_context, fjffi_raw_fn,
+)
 from fjffi._core cimport Registry
 
 cnp.import_array()
-
-cdef extern from "fjffi.h":
-    enum:
-        FJFFI_FLOAT64
-        FJFFI_ABI_RAW
-        FJFFI_ABI_TYPED
-    ctypedef struct fjffi_buffer:
-        void *data
-        size_t nbytes
-        int32_t dtype
-        int32_t ndim
-        const int64_t *shape
-    ctypedef struct fjffi_context:
-        char message[256]
-    ctypedef int32_t (*fjffi_raw_fn)(const uint8_t *const *inputs, size_t n_inputs,
-                                     uint8_t *const *outputs, size_t n_outputs) noexcept nogil
 
 cdef extern from "kernels_impl.h" nogil:
     int32_t fjffi_kernel_noop(const uint8_t *const *inputs, size_t n_inputs,
