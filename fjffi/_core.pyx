@@ -26,9 +26,6 @@ cimport numpy as cnp
 
 import numpy as np
 
-import os
-import weakref
-
 from fjffi.errors import (
     BufferMismatchError, BufferOverrunError, CallFailedError, DuplicateTargetError,
     InvalidBoolByteError, LayoutError, NullPointerError, PurityViolationError,
@@ -70,9 +67,6 @@ cdef extern from "registry.h":
     int registry_add(registry *r, const registry_target *target) noexcept nogil
     size_t registry_records(registry *r, void **out, size_t max) noexcept nogil
     size_t registry_count(registry *r) noexcept nogil
-    void registry_lock(registry *r) noexcept nogil
-    void registry_unlock(registry *r) noexcept nogil
-    void registry_reset_locks(registry *r) noexcept nogil
 
 cdef extern from "numpy/arrayobject.h":
     # Steals a reference to descr.
@@ -612,7 +606,6 @@ cdef class Registry:
             free(r)
             raise MemoryError("cannot allocate a registry")
         self.reg = <opaque_registry *>r
-        LIVE_REGISTRIES.add(self)
 
     def __dealloc__(self):
         if self.reg == NULL:
@@ -761,35 +754,6 @@ cdef class Registry:
 
     def __repr__(self):
         return f"<fjffi.Registry with {len(self)} targets>"
-
-
-# Every live registry, for the fork handlers below.
-LIVE_REGISTRIES = weakref.WeakSet()
-
-
-def _lock_registries_for_fork():
-    # The child of a fork has only the forking thread: no registry lock may
-    # be held by another thread at that moment.  The GIL stays held while
-    # waiting, which is safe: a lock holder never needs the GIL to let go.
-    for r in list(LIVE_REGISTRIES):
-        registry_lock(reg_of(<Registry>r))
-        FORK_LOCKED.append(r)
-
-
-def _unlock_registries_in_parent():
-    while FORK_LOCKED:
-        registry_unlock(reg_of(<Registry>FORK_LOCKED.pop()))
-
-
-def _reset_registry_locks_in_child():
-    while FORK_LOCKED:
-        registry_reset_locks(reg_of(<Registry>FORK_LOCKED.pop()))
-
-
-FORK_LOCKED = []
-os.register_at_fork(before=_lock_registries_for_fork,
-                    after_in_parent=_unlock_registries_in_parent,
-                    after_in_child=_reset_registry_locks_in_child)
 
 
 cdef int register_function(Registry registry, str name, void *fn, int api_version,

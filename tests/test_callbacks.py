@@ -16,6 +16,10 @@ import pytest
 import fjffi
 from fjffi import PurityConfig
 
+# pytest-run-parallel runs a test on several threads at once: these tests
+# register fixed names in one shared registry.
+pytestmark = pytest.mark.thread_unsafe(reason="registers fixed names in a shared registry")
+
 I64 = np.empty((), np.int64)
 F64 = np.empty((), np.float64)
 

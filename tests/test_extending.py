@@ -21,6 +21,10 @@ import pytest
 
 import fjffi
 
+# pytest-run-parallel runs a test on several threads at once: these tests
+# register fixed names in one shared registry.
+pytestmark = pytest.mark.thread_unsafe(reason="registers fixed names in a shared registry")
+
 CONSUMERS = pathlib.Path(__file__).parent / "consumers"
 
 

@@ -9,6 +9,8 @@ on two cores, which is the point of the test).
 
 import os
 import random
+import signal
+import subprocess
 import sys
 import threading
 
@@ -202,3 +204,46 @@ def test_threads_mixed_operations(tiny_switch_interval):
     # Nothing registered was lost, and nothing appeared that was not registered.
     assert set(registry.names()) == names_before | {name for name, _ in registered}
     assert len(registry) == len(names_before) + len(registered)
+
+
+# Four threads forking at once.  logging's at-fork handlers run Python code
+# inside os.fork, between the before and after handlers of any other.
+FORKING_THREADS = """
+import logging, os, sys, threading
+import fjffi
+
+sys.setswitchinterval(1e-6)
+registry = fjffi.Registry()
+
+def fork_many():
+    for _ in range(100):
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+
+threads = [threading.Thread(target=fork_many) for _ in range(4)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print("forked", 4 * 100, "times")
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.skipif(os.environ.get("FJFFI_SANITIZER") == "thread",
+                    reason="TSan does not support fork() in a threaded process")
+def test_threads_forking_at_once_do_not_deadlock():
+    # The registry locks were once held from one Python at-fork handler to
+    # another: a thread given the GIL in between waited for one of them
+    # while holding the GIL, and the forking thread could never release it.
+    proc = subprocess.Popen([sys.executable, "-c", FORKING_THREADS], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        pytest.fail(f"threads forking at once deadlocked:\n{out}")
+    assert proc.returncode == 0 and "forked 400 times" in out, out

@@ -78,6 +78,7 @@ def raw_fn(cdll, name):
 
 # --- ctypes -----------------------------------------------------------------
 
+@pytest.mark.thread_unsafe(reason="registers fixed names in a shared registry")
 def test_ctypes_raw_kernel_runs_through_call(cdll, reg):
     record = reg.register("add", raw_fn(cdll, "user_add_f64"), gil="release")
     (out,) = fjffi.call("add", (3.0, 4.0), (F64,), registry=reg)
@@ -86,6 +87,7 @@ def test_ctypes_raw_kernel_runs_through_call(cdll, reg):
         "foreign", 0, "release", True)
 
 
+@pytest.mark.thread_unsafe(reason="registers fixed names in a shared registry")
 def test_ctypes_function_without_declared_argtypes_is_taken_on_trust(cdll, reg):
     fn = cdll["user_negate3_f64"]  # restype defaults to c_int, argtypes to None
     reg.register("negate3", fn)
@@ -93,6 +95,7 @@ def test_ctypes_function_without_declared_argtypes_is_taken_on_trust(cdll, reg):
     assert out.tolist() == [-1.0, 2.0, -3.5]
 
 
+@pytest.mark.thread_unsafe(reason="registers fixed names in a shared registry")
 def test_ctypes_typed_kernel_runs_and_reports_its_message(cdll, reg):
     fn = cdll["user_scale_typed"]
     fn.restype, fn.argtypes = ctypes.c_int32, TYPED_ARGS
@@ -106,6 +109,7 @@ def test_ctypes_typed_kernel_runs_and_reports_its_message(cdll, reg):
     assert info.value.message == "user_scale_typed: every buffer must be float64"
 
 
+@pytest.mark.thread_unsafe(reason="registers fixed names in a shared registry")
 def test_ctypes_failure_code_propagates_and_outputs_are_zeroed(cdll, reg):
     reg.register("fail", raw_fn(cdll, "user_fail_raw"))
     out = np.full(4, 7.0)
@@ -182,6 +186,7 @@ def test_null_ctypes_function_pointer_is_refused(reg):
     assert "null" not in reg
 
 
+@pytest.mark.thread_unsafe(reason="registers fixed names in a shared registry")
 def test_duplicate_name_keeps_the_first_registration(cdll, reg):
     reg.register("k", raw_fn(cdll, "user_add_f64"))
     with pytest.raises(fjffi.DuplicateTargetError) as info:
@@ -222,6 +227,7 @@ class NumbaLike:
         self.ctypes = fn
 
 
+@pytest.mark.thread_unsafe(reason="registers fixed names in a shared registry")
 def test_object_exposing_ctypes_is_registered_and_kept(cdll, reg):
     source = NumbaLike(raw_fn(cdll, "user_add_f64"))
     record = reg.register("via_attr", source)
@@ -305,6 +311,7 @@ def cffi_abi(lib_path):
     return open_with_cffi(lib_path)
 
 
+@pytest.mark.thread_unsafe(reason="registers fixed names in a shared registry")
 def test_cffi_abi_mode_raw_and_typed_kernels_run(cffi_abi, reg):
     _, lib = cffi_abi
     raw = reg.register("add", lib.user_add_f64, keep_alive=lib)
@@ -316,6 +323,7 @@ def test_cffi_abi_mode_raw_and_typed_kernels_run(cffi_abi, reg):
     assert out.tolist() == [[-1.0], [2.0]]
 
 
+@pytest.mark.thread_unsafe(reason="registers fixed names in a shared registry")
 def test_cffi_cast_function_pointer_runs(cffi_abi, reg):
     ffi, lib = cffi_abi
     pointer = ffi.cast("int32_t(*)(void *, size_t, void *, size_t)", lib.user_negate3_f64)
@@ -397,6 +405,7 @@ def cffi_api(tmp_path_factory):
     return _fjffi_user_api
 
 
+@pytest.mark.thread_unsafe(reason="registers fixed names in a shared registry")
 def test_cffi_api_mode_addressof_runs(cffi_api, reg):
     ffi, lib = cffi_api.ffi, cffi_api.lib
     reg.register("add", ffi.addressof(lib, "user_add_f64"))
@@ -405,6 +414,7 @@ def test_cffi_api_mode_addressof_runs(cffi_api, reg):
     assert fjffi.call("scale", (2.0, 4.0), (F64,), registry=reg)[0] == 8.0
 
 
+@pytest.mark.thread_unsafe(reason="registers fixed names in a shared registry")
 def test_cffi_api_mode_lib_function_is_resolved(cffi_api, reg):
     lib = cffi_api.lib
     record = reg.register("add", lib.user_add_f64)
@@ -449,6 +459,7 @@ def hammer(reg, name, slot, wait_us, threads=8, calls=4):
     return peaks, failures
 
 
+@pytest.mark.thread_unsafe(reason="the kernel's state is process-global")
 def test_thread_unsafe_target_never_runs_twice_at_once(cdll, reg):
     # user_exclusive fails whenever another call is inside it at the same
     # time; it waits 1 ms for one to arrive.
@@ -465,6 +476,7 @@ def test_thread_unsafe_target_never_runs_twice_at_once(cdll, reg):
     assert failures and set(failures) == {1}
 
 
+@pytest.mark.thread_unsafe(reason="the kernel's state is process-global")
 def test_each_thread_unsafe_target_has_its_own_lock(cdll, reg):
     # Two thread-unsafe targets over one probe slot: a call to b must run
     # while a call to a is inside.  user_probe waits up to 5 s for company
@@ -489,6 +501,7 @@ def test_builtin_record():
     assert record.doc
 
 
+@pytest.mark.thread_unsafe(reason="registers fixed names in a shared registry")
 def test_foreign_record(cdll, reg):
     fn = raw_fn(cdll, "user_add_f64")
     reg.register("f", fn, gil="hold", thread_safe=False)

@@ -184,6 +184,7 @@ def scratch_calls(reg):
     return sum(run_threads(N_THREADS, work))
 
 
+@pytest.mark.thread_unsafe(reason="the kernel's state is process-global")
 def test_thread_unsafe_target_runs_one_call_at_a_time():
     reg = fjffi.Registry()
     # The GIL released, so only thread_safe=False stands between the calls.

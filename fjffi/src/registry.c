@@ -6,6 +6,39 @@
 /* Load factor stays at or below 1/2, so a probe sequence is short. */
 #define INITIAL_CAPACITY 16
 
+/*
+ * Every live registry, linked through next_live, for the fork handlers.
+ * Lock order: live_lock, then the registries in list order, the same order
+ * at every fork.
+ */
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static registry *live_head;
+static pthread_once_t fork_handlers_once = PTHREAD_ONCE_INIT;
+
+static void fork_prepare(void) {
+    pthread_mutex_lock(&live_lock);
+    for (registry *r = live_head; r != NULL; r = r->next_live) pthread_rwlock_wrlock(&r->lock);
+}
+
+static void fork_parent(void) {
+    for (registry *r = live_head; r != NULL; r = r->next_live) pthread_rwlock_unlock(&r->lock);
+    pthread_mutex_unlock(&live_lock);
+}
+
+/* The child's only thread has a new thread id, so it cannot unlock what its
+ * parent's thread locked: it initialises the locks afresh (no other thread
+ * exists there to hold them), the per-target call locks too. */
+static void fork_child(void) {
+    for (registry *r = live_head; r != NULL; r = r->next_live) {
+        pthread_rwlock_init(&r->lock, NULL);
+        for (size_t i = 0; i < r->capacity; ++i)
+            if (r->slots[i] != NULL) pthread_mutex_init(&r->slots[i]->serial, NULL);
+    }
+    pthread_mutex_init(&live_lock, NULL);
+}
+
+static void install_fork_handlers(void) { pthread_atfork(fork_prepare, fork_parent, fork_child); }
+
 uint64_t registry_hash(const char *name, size_t len) {
     /* FNV-1a: simple, and names are short. */
     uint64_t h = 1469598103934665603ULL;
@@ -26,11 +59,24 @@ int registry_init(registry *r) {
         r->slots = NULL;
         return -1;
     }
+    pthread_once(&fork_handlers_once, install_fork_handlers);
+    pthread_mutex_lock(&live_lock);
+    r->next_live = live_head;
+    live_head = r;
+    pthread_mutex_unlock(&live_lock);
     return 0;
 }
 
 void registry_destroy(registry *r) {
     if (r->slots == NULL) return;
+    pthread_mutex_lock(&live_lock);
+    for (registry **p = &live_head; *p != NULL; p = &(*p)->next_live) {
+        if (*p == r) {
+            *p = r->next_live;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&live_lock);
     for (size_t i = 0; i < r->capacity; ++i) {
         registry_target *t = r->slots[i];
         if (t == NULL) continue;
@@ -136,14 +182,4 @@ size_t registry_count(registry *r) {
     size_t n = r->count;
     pthread_rwlock_unlock(&r->lock);
     return n;
-}
-
-void registry_lock(registry *r) { pthread_rwlock_wrlock(&r->lock); }
-
-void registry_unlock(registry *r) { pthread_rwlock_unlock(&r->lock); }
-
-void registry_reset_locks(registry *r) {
-    pthread_rwlock_init(&r->lock, NULL);
-    for (size_t i = 0; i < r->capacity; ++i)
-        if (r->slots[i] != NULL) pthread_mutex_init(&r->slots[i]->serial, NULL);
 }

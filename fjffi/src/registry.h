@@ -11,8 +11,11 @@
  *    those).
  *  - No caller waits for the GIL while holding either lock: that is what
  *    keeps the lock and the GIL from deadlocking each other.
- *  - Around fork(), fjffi._core holds every registry's write lock (see
- *    registry_lock), as h5py does for its global lock.
+ *  - Around fork(), every live registry's write lock is held, so a child
+ *    never copies a table halfway through a change.  pthread_atfork
+ *    handlers take and release them inside fork() itself: no Python code
+ *    runs in between, so the forking thread cannot hand the GIL to a
+ *    thread that would then wait for one of these locks holding the GIL.
  */
 #ifndef FJFFI_REGISTRY_H
 #define FJFFI_REGISTRY_H
@@ -41,6 +44,7 @@ typedef struct registry {
     registry_target **slots; /* capacity entries, NULL where empty */
     size_t capacity;         /* a power of two */
     size_t count;
+    struct registry *next_live; /* the list of live registries, for fork */
 } registry;
 
 uint64_t registry_hash(const char *name, size_t len);
@@ -53,14 +57,5 @@ int registry_add(registry *r, const registry_target *target);
 /* Copies up to max record pointers into out under the read lock; returns the count. */
 size_t registry_records(registry *r, void **out, size_t max);
 size_t registry_count(registry *r);
-/* Fork safety: registry_lock before fork(), so the child never copies a
- * table halfway through a change; after it, registry_unlock in the parent
- * and registry_reset_locks in the child.  The child's only thread has a new
- * thread id, so it cannot unlock what its parent's thread locked: it
- * initialises the locks afresh (no other thread exists there to hold them),
- * the per-target call locks too. */
-void registry_lock(registry *r);
-void registry_unlock(registry *r);
-void registry_reset_locks(registry *r);
 
 #endif
