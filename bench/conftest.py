@@ -13,7 +13,7 @@ import fjffi
 
 SOURCE_TREE = pathlib.Path(__file__).resolve().parent.parent
 
-if pathlib.Path(fjffi.__file__).resolve().parent.parent == SOURCE_TREE:
+if SOURCE_TREE / "src" in pathlib.Path(fjffi.__file__).resolve().parents:
     raise RuntimeError(
         f"fjffi was imported from the source tree ({fjffi.__file__}); install it "
         "(pip install '.[bench]') and run pytest bench/ from a folder where `import fjffi` "

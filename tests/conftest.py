@@ -11,7 +11,7 @@ import fjffi
 
 SOURCE_TREE = pathlib.Path(__file__).resolve().parent.parent
 
-if pathlib.Path(fjffi.__file__).resolve().parent.parent == SOURCE_TREE:
+if SOURCE_TREE / "src" in pathlib.Path(fjffi.__file__).resolve().parents:
     raise RuntimeError(
         f"fjffi was imported from the source tree ({fjffi.__file__}); install it "
         "(pip install '.[test]') and run pytest from outside the package folder"
