@@ -159,15 +159,6 @@ static int32_t fail_with_message(const fjffi_buffer *inputs, size_t n_inputs,
     return fjffi_fail(ctx, 3, "fail_with_message: the kernel said no");
 }
 
-static int32_t raw_noop(const uint8_t *const *inputs, size_t n_inputs, uint8_t *const *outputs,
-                        size_t n_outputs) {
-    (void)inputs;
-    (void)n_inputs;
-    (void)outputs;
-    (void)n_outputs;
-    return 0;
-}
-
 /*
  * Raw-ABI kernels of the reference test inventory (FrankenJAX fj-ffi).  The
  * raw ABI carries no sizes: each has a fixed contract and checks only the
@@ -369,7 +360,7 @@ const fjffi_kernel_entry fjffi_test_kernels[] = {
      "Stores through a NULL pointer: crashes the process."},
     {"fail_with_message", (void *)fail_with_message, FJFFI_ABI_TYPED,
      "Fails with code 3 and message \"fail_with_message: the kernel said no\"."},
-    {"raw_noop", (void *)raw_noop, FJFFI_ABI_RAW, "Raw ABI: does nothing and returns 0."},
+    {"raw_noop", (void *)fjffi_kernel_noop, FJFFI_ABI_RAW, "Raw ABI: the built-in noop, for registries of test kernels."},
     {"add_f64", (void *)add_f64, FJFFI_ABI_RAW, "Raw ABI: out0 f64 = in0 f64 + in1 f64; 2 inputs, 1 output."},
     {"mixed", (void *)mixed, FJFFI_ABI_RAW,
      "Raw ABI: no inputs; writes f64 99.0 to output 0 and i64 42 to output 1."},
