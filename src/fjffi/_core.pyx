@@ -16,6 +16,7 @@ from cpython.pycapsule cimport (
     PyCapsule_CheckExact, PyCapsule_GetName, PyCapsule_GetPointer, PyCapsule_New,
 )
 from cpython.ref cimport Py_INCREF, Py_DECREF, PyObject
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t, uintptr_t
 from libc.stdlib cimport calloc, free
@@ -1230,9 +1231,18 @@ def call(str name not None, inputs, results, Registry registry=None):
     Returns a tuple of numpy arrays.
     """
     cdef const char *cname
-    cdef Py_ssize_t clen
+    cdef Py_ssize_t clen, i, n
     check_name(name, &cname, &clen)
-    outputs = tuple([new_output(r) for r in results])
+    if type(results) is not tuple:
+        results = tuple(results)
+    n = len(<tuple>results)
+    # Filled in place: no list on the way to the tuple (this is the path of
+    # a Python float in and out, where every allocation shows).
+    cdef tuple outputs = PyTuple_New(n)
+    for i in range(n):
+        out = new_output((<tuple>results)[i])
+        Py_INCREF(out)
+        PyTuple_SET_ITEM(outputs, i, out)
     invoke_target(name, default_registry if registry is None else registry, cname, clen,
                   registry_hash(cname, clen), guard_from_environment(), inputs, outputs)
     return outputs
