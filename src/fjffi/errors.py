@@ -74,9 +74,11 @@ class BufferMismatchError(FfiError, ValueError):
         self.detail = detail
         where = "buffer" if buffer_index is None else f"buffer {buffer_index}"
         if expected_bytes is None:
-            msg = f"{where}: {detail or 'product(shape) * itemsize'} overflows; it has {actual_bytes} bytes"
+            what = detail or "product(shape) * itemsize"
+            msg = f"{where}: {what} overflows; it has {actual_bytes} bytes"
         else:
-            msg = f"{where}: expected {expected_bytes} bytes ({detail}), got {actual_bytes}"
+            because = f" ({detail})" if detail else ""
+            msg = f"{where}: expected {expected_bytes} bytes{because}, got {actual_bytes}"
         super().__init__(msg)
 
     def __reduce__(self):
