@@ -15,17 +15,8 @@ from fjffi import _testing
 KERNELS = _testing.kernels()
 
 
-def registry_with(**names):
-    """A new registry with test kernels under the given names."""
-    reg = fjffi.Registry()
-    for name, kernel in names.items():
-        cap, api_version = KERNELS[kernel]
-        reg.register(name, cap, api_version=api_version)
-    return reg
-
-
 def test_e2e_ffi_basic_call():
-    reg = registry_with(add="add_f64")
+    reg = _testing.registry(add="add_f64")
     out = fjffi.Buffer.zeros((), "float64")
     fjffi.Call("add", reg).invoke([fjffi.to_buffer(3.0), fjffi.to_buffer(4.0)], [out])
     assert fjffi.from_buffer(out)[()] == 7.0
@@ -49,7 +40,7 @@ def test_e2e_ffi_error_propagation():
 
 
 def test_e2e_ffi_custom_op_dispatch():
-    reg = registry_with(square_vec="square4")
+    reg = _testing.registry(square_vec="square4")
     out = fjffi.Buffer.zeros((4,), "float64")
     fjffi.Call("square_vec", reg).invoke([fjffi.to_buffer(np.array([2.0, 3.0, 4.0, 5.0]))], [out])
     assert fjffi.from_buffer(out).tolist() == [4.0, 9.0, 16.0, 25.0]
@@ -95,7 +86,7 @@ def test_e2e_ffi_callback_pipeline():
 
 
 def test_integration_register_call_verify():
-    reg = registry_with(add_f64="add_f64")
+    reg = _testing.registry(add_f64="add_f64")
     out = fjffi.Buffer.zeros((), "float64")
     fjffi.Call("add_f64", reg).invoke([fjffi.Buffer(bytearray(np.float64(3.0).tobytes()), (), "float64"),
                                        fjffi.Buffer(bytearray(np.float64(4.0).tobytes()), (), "float64")],
@@ -104,7 +95,7 @@ def test_integration_register_call_verify():
 
 
 def test_integration_error_propagation():
-    reg = registry_with(fail_fn="fail_minus_1")
+    reg = _testing.registry(fail_fn="fail_minus_1")
     with pytest.raises(fjffi.CallFailedError) as info:
         fjffi.Call("fail_fn", reg).invoke([], [])
     assert (info.value.target, info.value.code) == ("fail_fn", -1)
@@ -124,7 +115,7 @@ def test_adversarial_empty_registry_call():
 
 
 def test_adversarial_mixed_dtype_outputs():
-    reg = registry_with(mixed="mixed")
+    reg = _testing.registry(mixed="mixed")
     out0 = fjffi.Buffer.zeros((), "float64")
     out1 = fjffi.Buffer.zeros((), "int64")
     fjffi.Call("mixed", reg).invoke([], [out0, out1])
@@ -133,7 +124,7 @@ def test_adversarial_mixed_dtype_outputs():
 
 
 def test_buffer_lifecycle_borrow_use_return():
-    reg = registry_with(inc="inc_i64")
+    reg = _testing.registry(inc="inc_i64")
     value = np.int64(0)
     for k in range(1, 6):
         out = fjffi.Buffer.zeros((), "int64")

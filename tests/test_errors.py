@@ -18,14 +18,6 @@ from fjffi import _testing
 KERNELS = _testing.kernels()
 
 
-def registry_with(**names):
-    reg = fjffi.Registry()
-    for name, kernel in names.items():
-        cap, api_version = KERNELS[kernel]
-        reg.register(name, cap, api_version=api_version)
-    return reg
-
-
 def raised(fn):
     with pytest.raises(fjffi.FfiError) as info:
         fn()
@@ -33,12 +25,12 @@ def raised(fn):
 
 
 def target_not_found():
-    reg = registry_with(zeta="raw_noop", alpha="raw_noop")
+    reg = _testing.registry(zeta="raw_noop", alpha="raw_noop")
     return raised(lambda: fjffi.Call("missing_fn", reg).invoke([], []))
 
 
 def duplicate_target():
-    reg = registry_with(dup="raw_noop")
+    reg = _testing.registry(dup="raw_noop")
     return raised(lambda: reg.register("dup", KERNELS["raw_noop"][0]))
 
 
@@ -64,13 +56,13 @@ def callback_output_mismatch():
 
 
 def bool_input():
-    reg = registry_with(takes_bools="raw_noop")
+    reg = _testing.registry(takes_bools="raw_noop")
     bad = np.array([1, 0, 0, 9], np.uint8).view(np.bool_)
     return raised(lambda: fjffi.Call("takes_bools", reg).invoke([np.zeros(1), bad], []))
 
 
 def bool_output():
-    reg = registry_with(bool_two="bool_two")
+    reg = _testing.registry(bool_two="bool_two")
     return raised(lambda: fjffi.Call("bool_two", reg).invoke([np.zeros(1)], [np.zeros(2, bool)]))
 
 
@@ -97,7 +89,7 @@ def layout():
 
 
 def call_failed():
-    reg = registry_with(says_no="fail_with_message")
+    reg = _testing.registry(says_no="fail_with_message")
     return raised(lambda: fjffi.Call("says_no", reg).invoke([], []))
 
 
@@ -200,7 +192,7 @@ def test_target_not_found_message_is_bounded():
 
 
 def test_get_and_call_raise_the_same_not_found():
-    reg = registry_with(b="raw_noop", a="raw_noop")
+    reg = _testing.registry(b="raw_noop", a="raw_noop")
     via_get = raised(lambda: reg.get("x"))
     via_call = raised(lambda: fjffi.Call("x", reg).invoke([], []))
     assert (via_get.name, via_get.available) == (via_call.name, via_call.available) == ("x", ["a", "b"])

@@ -42,10 +42,13 @@ def kernels():
     return out
 
 
-def registry():
-    """A new fjffi.Registry holding every test-only kernel."""
+def registry(**names):
+    """A new fjffi.Registry holding every test-only kernel under its own name,
+    or, given names, only those: ``registry(alias="raw_noop")``."""
     from fjffi import Registry
+    table = kernels()
     reg = Registry()
-    for name, (capsule, api_version) in kernels().items():
+    for name, kernel in (names or {k: k for k in table}).items():
+        capsule, api_version = table[kernel]
         reg.register(name, capsule, api_version=api_version)
     return reg
