@@ -622,3 +622,26 @@ def test_failed_validation_leaves_outputs_untouched(outs):
     assert _testing.call_count() == count
     for o, b in zip(outs, before):
         assert o.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("n", [1, 8, 9, 20], ids=lambda n: f"{n} each side")
+def test_raw_kernel_receives_every_pointer_in_order(n):
+    """The raw ABI's pointer arrays, on the stack for a few buffers and in the
+    frame's heap block for many: each entry is its buffer's data pointer."""
+    import ctypes
+
+    seen = []
+    raw = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t,
+                           ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t)
+
+    @raw
+    def record(ins, n_in, outs, n_out):
+        seen.append(([ins[i] for i in range(n_in)], [outs[i] for i in range(n_out)]))
+        return 0
+
+    reg = fjffi.Registry()
+    reg.register("record", record)
+    xs = [np.full(2, float(i)) for i in range(n)]
+    ys = [np.empty(3) for _ in range(n)]
+    fjffi.Call("record", reg).invoke(xs, ys)
+    assert seen == [([x.ctypes.data for x in xs], [y.ctypes.data for y in ys])]

@@ -504,28 +504,12 @@ def to_buffer(value):
 
 cdef Buffer marshal(object value, object index):
     """to_buffer; index names the input in error messages (None: no call)."""
-    cdef double d
-    cdef long long ll
-    cdef int overflow = 0
-    cdef double c[2]
-    cdef uint8_t b
+    cdef fjffi_buffer desc
+    cdef uint64_t slot[2]
     if type(value) is Buffer:
         return value
-    if type(value) is float:
-        d = value
-        return scalar_buffer(FJFFI_FLOAT64, &d)
-    if type(value) is bool:
-        b = value is True
-        return scalar_buffer(FJFFI_BOOL, &b)
-    if type(value) is int:
-        ll = PyLong_AsLongLongAndOverflow(value, &overflow)
-        if overflow:
-            raise UnrepresentableValueError("int64", value)
-        return scalar_buffer(FJFFI_INT64, &ll)
-    if type(value) is complex:
-        c[0] = value.real
-        c[1] = value.imag
-        return scalar_buffer(FJFFI_COMPLEX128, c)
+    if describe_scalar(value, &desc, slot) == 0:
+        return scalar_buffer(desc.dtype, slot)
     return array_to_buffer(value, index)
 
 
@@ -584,7 +568,7 @@ GIL_POLICIES = ("release", "hold", "auto")
 
 # Under "auto", a call that moves at least this many bytes (inputs plus
 # outputs) releases the GIL.  Below it, the release and reacquire cost more
-# than the kernel (measured: see "GIL policy" in the README).
+# than the kernel (measured: see "The GIL" in the README).
 cdef Py_ssize_t AUTO_RELEASE_BYTES = 262144
 
 cdef inline int check_name(object name, const char **data, Py_ssize_t *size) except -1:
@@ -817,14 +801,18 @@ DEF GUARD_FILL = 0xFD
 
 
 cdef struct Frame:
-    # What one call hands the kernel: a descriptor per buffer, and 16 bytes
-    # per input where a Python scalar input is marshalled without allocating.
+    # What one call hands the kernel: a descriptor per buffer, a pointer per
+    # buffer for the raw ABI, and 16 bytes per input where a Python scalar
+    # input is marshalled without allocating.  All of it is on the stack up
+    # to STACK_BUFFERS inputs, in one heap block past that.
     fjffi_buffer *inputs
     fjffi_buffer *outputs
+    void **pointers
     uint64_t *scalars
     size_t n_inputs
     size_t n_outputs
     fjffi_buffer stack[2 * STACK_BUFFERS]
+    void *pointer_stack[2 * STACK_BUFFERS]
     uint64_t scalar_stack[2 * STACK_BUFFERS]
     void *heap
 
@@ -833,16 +821,19 @@ cdef int frame_init(Frame *f, size_t n_inputs, size_t n_outputs) except -1:
     f.heap = NULL
     f.n_inputs = n_inputs
     f.n_outputs = n_outputs
-    if n_inputs + n_outputs <= 2 * STACK_BUFFERS and n_inputs <= STACK_BUFFERS:
+    cdef size_t n = n_inputs + n_outputs
+    if n <= 2 * STACK_BUFFERS and n_inputs <= STACK_BUFFERS:
         f.inputs = f.stack
+        f.pointers = f.pointer_stack
         f.scalars = f.scalar_stack
     else:
-        f.heap = PyMem_Malloc((n_inputs + n_outputs) * sizeof(fjffi_buffer)
+        f.heap = PyMem_Malloc(n * (sizeof(fjffi_buffer) + sizeof(void *))
                               + n_inputs * 2 * sizeof(uint64_t))
         if f.heap == NULL:
             raise MemoryError()
         f.inputs = <fjffi_buffer *>f.heap
-        f.scalars = <uint64_t *>(f.inputs + n_inputs + n_outputs)
+        f.pointers = <void **>(f.inputs + n)
+        f.scalars = <uint64_t *>(f.pointers + n)
     f.outputs = f.inputs + n_inputs
     return 0
 
@@ -851,10 +842,10 @@ cdef int64_t NO_SHAPE[1]
 NO_SHAPE[0] = 0
 
 
-cdef inline int describe_scalar(object obj, fjffi_buffer *desc, uint64_t *slot,
-                                size_t index) except -2:
-    """Marshal a Python float, int, bool or complex into slot, as to_buffer
-    would, without allocating.  Returns -1 for any other object."""
+cdef inline int describe_scalar(object obj, fjffi_buffer *desc, uint64_t *slot) except -2:
+    """Marshal a Python float, int, bool or complex into slot (16 bytes)
+    without allocating: the one place that maps Python scalars to dtypes.
+    Returns -1 for any other object."""
     cdef long long ll
     cdef int overflow = 0
     cdef type kind = type(obj)
@@ -946,10 +937,7 @@ cdef inline void zero_outputs(Frame *f) noexcept nogil:
 
 cdef inline int32_t run_kernel(const registry_target *t, Frame *f,
                                fjffi_context *ctx) noexcept nogil:
-    cdef const uint8_t *in_ptrs[STACK_BUFFERS]
-    cdef uint8_t *out_ptrs[STACK_BUFFERS]
-    cdef const uint8_t **ins = in_ptrs
-    cdef uint8_t **outs = out_ptrs
+    """Call the kernel; allocates nothing, so it cannot fail on its own."""
     cdef int32_t rc
     cdef size_t i
     global fjffi_running_target
@@ -960,25 +948,10 @@ cdef inline int32_t run_kernel(const registry_target *t, Frame *f,
     if t.api_version == FJFFI_ABI_TYPED:
         rc = (<fjffi_typed_fn>t.fn)(f.inputs, f.n_inputs, f.outputs, f.n_outputs, ctx)
     else:
-        if f.n_inputs > STACK_BUFFERS or f.n_outputs > STACK_BUFFERS:
-            # Raw pointers are laid over the descriptors' own storage would be
-            # unsafe to share; a long list gets its own arrays.
-            ins = <const uint8_t **>calloc(f.n_inputs + f.n_outputs + 1, sizeof(void *))
-            if ins == NULL:
-                rc = -1
-                ctx.message[0] = 0
-                fjffi_running_target = outer
-                if not t.thread_safe:
-                    pthread_mutex_unlock(&(<registry_target *>t).serial)
-                return rc
-            outs = <uint8_t **>(ins + f.n_inputs)
-        for i in range(f.n_inputs):
-            ins[i] = <const uint8_t *>f.inputs[i].data
-        for i in range(f.n_outputs):
-            outs[i] = <uint8_t *>f.outputs[i].data
-        rc = (<fjffi_raw_fn>t.fn)(ins, f.n_inputs, outs, f.n_outputs)
-        if ins != in_ptrs:
-            free(<void *>ins)
+        for i in range(f.n_inputs + f.n_outputs):
+            f.pointers[i] = f.inputs[i].data  # outputs follow inputs in both arrays
+        rc = (<fjffi_raw_fn>t.fn)(<const uint8_t **>f.pointers, f.n_inputs,
+                                  <uint8_t **>(f.pointers + f.n_inputs), f.n_outputs)
     fjffi_running_target = outer
     if not t.thread_safe:
         pthread_mutex_unlock(&(<registry_target *>t).serial)
@@ -1069,7 +1042,7 @@ cdef int run(str name, bint guard, const registry_target *t, tuple inputs, tuple
     for i in range(f.n_inputs):
         obj = inputs[i]
         if (describe_buffer(obj, &f.inputs[i]) < 0
-                and describe_scalar(obj, &f.inputs[i], f.scalars + 2 * i, i) < 0):
+                and describe_scalar(obj, &f.inputs[i], f.scalars + 2 * i) < 0):
             # Slow path: copy into a native, contiguous Buffer, kept alive
             # by `converted` until the call returns.
             obj = marshal(obj, i)
