@@ -14,7 +14,7 @@ import numpy as np
 
 from fjffi.errors import PurityViolationError
 
-__all__ = ["Callback", "PurityConfig", "make_callback"]
+__all__ = ["Callback", "PurityConfig"]
 
 FLAVORS = ("pure", "io")
 
@@ -114,7 +114,3 @@ def first_difference(first: tuple, second: tuple) -> str | None:
         if np.ascontiguousarray(a).tobytes() != np.ascontiguousarray(b).tobytes():
             return f"output {i} differs"
     return None
-
-
-def make_callback(name: str, fn, flavor: str, purity: PurityConfig | None) -> Callback:
-    return Callback(name, fn, flavor, purity)

@@ -32,7 +32,7 @@ from fjffi.errors import (
     InvalidBoolByteError, LayoutError, NullPointerError, PurityViolationError,
     TargetNotFoundError, UnrepresentableValueError, UnsupportedDtypeError,
 )
-from fjffi._callbacks import make_callback
+from fjffi._callbacks import Callback
 from fjffi._targets import Target, foreign_address
 
 cnp.import_array()
@@ -697,7 +697,7 @@ cdef class Registry:
         cdef const char *data
         cdef Py_ssize_t size
         check_name(name, &data, &size)
-        callback = make_callback(name, fn, flavor, purity)
+        callback = Callback(name, fn, flavor, purity)
         record = Target(name=name, kind="callback", api_version=None, gil="hold",
                         thread_safe=flavor == "pure", flavor=flavor, owner=callback)
         self.add(name, NULL, 0, "hold", True, True, record)
