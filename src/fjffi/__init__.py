@@ -14,6 +14,8 @@ from fjffi._core import (
     call,
     default_registry,
     from_buffer,
+    guard_enabled,
+    set_guard,
     to_buffer,
 )
 from fjffi._callbacks import PurityConfig
@@ -33,7 +35,7 @@ from fjffi.errors import (
     UnsupportedDtypeError,
 )
 
-__version__ = "0.1.0"
+from fjffi._version import __version__
 
 
 def register(name, target, *, api_version=0, gil="auto", thread_safe=True, keep_alive=None):
@@ -61,7 +63,8 @@ def get_include():
 
 __all__ = [
     "Buffer", "Call", "PurityConfig", "Registry", "Target", "call", "default_registry",
-    "from_buffer", "get_include", "register", "register_callback", "targets", "to_buffer",
+    "from_buffer", "get_include", "guard_enabled", "register", "register_callback", "set_guard",
+    "targets", "to_buffer",
     "__version__",
     "FfiError", "TargetNotFoundError", "DuplicateTargetError", "NullPointerError",
     "BufferMismatchError", "InvalidBoolByteError", "UnsupportedDtypeError",

@@ -1,7 +1,7 @@
 # The C ABI of fjffi.h, declared once for Cython: fjffi._core cimports it,
 # and `cimport fjffi` re-exports it.  Must match fjffi/include/fjffi.h.
 
-from libc.stdint cimport int32_t, int64_t, uint8_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t
 
 cdef extern from "fjffi.h":
     enum:
@@ -10,6 +10,9 @@ cdef extern from "fjffi.h":
         FJFFI_MAX_NDIM
         FJFFI_MESSAGE_SIZE
         FJFFI_C_API_VERSION
+        FJFFI_GIL_RELEASE
+        FJFFI_GIL_HOLD
+        FJFFI_GIL_AUTO
     ctypedef enum fjffi_dtype:
         FJFFI_FLOAT64
         FJFFI_FLOAT32
@@ -27,6 +30,13 @@ cdef extern from "fjffi.h":
         FJFFI_COMPLEX64
         FJFFI_COMPLEX128
         FJFFI_NUM_DTYPES
+    ctypedef struct fjffi_dtype_info:
+        const char *name
+        uint8_t itemsize
+        uint8_t alignment
+        const char *format
+        const char *c_type
+    const fjffi_dtype_info *fjffi_dtype_info_of(int32_t dtype) noexcept nogil
     ctypedef struct fjffi_buffer:
         void *data
         size_t nbytes
@@ -34,7 +44,7 @@ cdef extern from "fjffi.h":
         int32_t ndim
         const int64_t *shape
     ctypedef struct fjffi_context:
-        char message[256]
+        char message[FJFFI_MESSAGE_SIZE]
     ctypedef int32_t (*fjffi_raw_fn)(const uint8_t *const *inputs, size_t n_inputs,
                                      uint8_t *const *outputs, size_t n_outputs) noexcept nogil
     ctypedef int32_t (*fjffi_typed_fn)(const fjffi_buffer *inputs, size_t n_inputs,
@@ -46,7 +56,8 @@ cdef extern from "fjffi.h":
 
     const char *FJFFI_C_API_CAPSULE
     ctypedef struct fjffi_c_api:
-        unsigned int version
+        uint32_t version
+        uint32_t size
         int (*register_function)(void *registry, const char *name, void *fn,
                                  int32_t api_version, const char *gil,
                                  int32_t thread_safe) except -1

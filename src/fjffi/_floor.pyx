@@ -34,14 +34,7 @@ cdef extern from "kernels_impl.h" nogil:
                                 const fjffi_buffer *outputs, size_t n_outputs,
                                 fjffi_context *ctx)
 
-cdef extern from "registry.h" nogil:
-    ctypedef struct registry:
-        pass
-    ctypedef struct registry_target:
-        pass
-    uint64_t registry_hash(const char *name, size_t len)
-    const registry_target *registry_get(registry *r, const char *name, size_t len,
-                                        uint64_t hash)
+from fjffi._registry cimport registry, registry_get, registry_hash
 
 cdef extern from "<pthread.h>" nogil:
     ctypedef struct pthread_rwlock_t:

@@ -3,19 +3,11 @@
 Registry.  Shipped in the wheel so the tests can run against the install."""
 
 from cpython.pycapsule cimport PyCapsule_New
-from libc.stdint cimport int64_t, uint64_t
 
-from fjffi._kernels cimport fjffi_test_kernels, fjffi_num_test_kernels
-
-cdef extern from *:
-    """
-    uint64_t fjffi_testing_call_count(void);
-    int64_t fjffi_testing_max_in_flight(void);
-    void fjffi_testing_reset_in_flight(void);
-    """
-    uint64_t fjffi_testing_call_count()
-    int64_t fjffi_testing_max_in_flight()
-    void fjffi_testing_reset_in_flight()
+from fjffi._kernels cimport (
+    fjffi_num_test_kernels, fjffi_test_kernels, fjffi_testing_call_count,
+    fjffi_testing_max_in_flight, fjffi_testing_reset_in_flight,
+)
 
 
 def call_count():

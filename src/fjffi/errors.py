@@ -79,6 +79,8 @@ class BufferMismatchError(FfiError, ValueError):
         else:
             because = f" ({detail})" if detail else ""
             msg = f"{where}: expected {expected_bytes} bytes{because}, got {actual_bytes}"
+            if expected_bytes == actual_bytes and detail:
+                msg = f"{where}: {detail}"  # the sizes agree; what differs is in detail
         super().__init__(msg)
 
     def __reduce__(self):
@@ -114,16 +116,18 @@ class UnsupportedDtypeError(FfiError, TypeError):
         msg = f"unsupported dtype {dtype!r}"
         if detail:
             msg += f" ({detail})"
-        super().__init__(msg + "; fjffi takes " + _DTYPE_LIST)
+        super().__init__(msg + "; fjffi takes " + ", ".join(_dtype_names()))
 
     def __reduce__(self):
         return (type(self), (self.dtype, self.detail))
 
 
-_DTYPE_LIST = (
-    "float64, float32, float16, bfloat16, int64, int32, int16, int8, "
-    "uint64, uint32, uint16, uint8, bool, complex64, complex128"
-)
+def _dtype_names() -> tuple:
+    # fjffi.h's dtype table, read by fjffi._core (which imports this module
+    # first, so the import waits until an error is made).
+    from fjffi._core import DTYPE_NAMES
+
+    return DTYPE_NAMES
 
 
 class UnrepresentableValueError(FfiError, OverflowError):
@@ -166,16 +170,22 @@ class PurityViolationError(FfiError):
 
 
 class BufferOverrunError(FfiError):
-    """A kernel wrote past the declared end of an output (guard mode)."""
+    """A kernel wrote outside an output's declared bytes (guard mode).
+
+    ``buffer_index`` counts inputs first, as every buffer index does;
+    ``byte_index`` is the guard byte that changed: 0 is the first byte past
+    the end, -1 the last byte before the start.
+    """
 
     def __init__(self, target: str, buffer_index: int, byte_index: int):
         self.target = target
         self.buffer_index = buffer_index
         self.byte_index = byte_index
-        super().__init__(
-            f"target {target!r} wrote past the end of output {buffer_index}: "
-            f"guard byte {byte_index} after its declared size was changed"
-        )
+        if byte_index >= 0:
+            where = f"past the end of buffer {buffer_index}: guard byte {byte_index} after"
+        else:
+            where = f"before the start of buffer {buffer_index}: guard byte {-byte_index} before"
+        super().__init__(f"target {target!r} wrote {where} its declared bytes was changed")
 
     def __reduce__(self):
         return (type(self), (self.target, self.buffer_index, self.byte_index))

@@ -7,7 +7,8 @@
  * It returns 0 on success and any other value on failure; fjffi then zeroes
  * every output and raises fjffi.CallFailedError carrying that code.
  *
- * This header must match the declarations in fjffi/__init__.pxd.
+ * Cython declares this header in fjffi/_abi.pxd (re-exported by
+ * `cimport fjffi`): the two must match.
  */
 #ifndef FJFFI_H
 #define FJFFI_H
@@ -26,26 +27,7 @@ extern "C" {
 /* Largest number of dimensions a buffer may have (numpy's own limit). */
 #define FJFFI_MAX_NDIM 64
 
-/*
- * Dtype codes.  Each code is exactly one C type (the element of a buffer):
- *
- *   code  name        C type                    bytes
- *   0     float64     double                    8
- *   1     float32     float                     4
- *   2     float16     uint16_t (IEEE binary16)  2
- *   3     bfloat16    uint16_t (bfloat16 bits)  2
- *   4     int64       int64_t                   8
- *   5     int32       int32_t                   4
- *   6     int16       int16_t                   2
- *   7     int8        int8_t                    1
- *   8     uint64      uint64_t                  8
- *   9     uint32      uint32_t                  4
- *   10    uint16      uint16_t                  2
- *   11    uint8       uint8_t                   1
- *   12    bool        uint8_t, 0 or 1 only      1
- *   13    complex64   float[2] (re, im)         8
- *   14    complex128  double[2] (re, im)        16
- */
+/* Dtype codes: each code is exactly one C type, the element of a buffer. */
 typedef enum fjffi_dtype {
     FJFFI_FLOAT64 = 0,
     FJFFI_FLOAT32 = 1,
@@ -64,6 +46,47 @@ typedef enum fjffi_dtype {
     FJFFI_COMPLEX128 = 14,
     FJFFI_NUM_DTYPES = 15
 } fjffi_dtype;
+
+/* What fjffi knows of one dtype code. */
+typedef struct fjffi_dtype_info {
+    const char *name;   /* numpy's name: "float64" */
+    uint8_t itemsize;   /* bytes per element */
+    uint8_t alignment;  /* of the C type; a complex number aligns like its parts */
+    const char *format; /* PEP 3118 format; bfloat16 shows its raw bits ("H") */
+    const char *c_type; /* the C type of one element */
+} fjffi_dtype_info;
+
+/*
+ * The dtype table, the one copy of it: fjffi's Python layer, its kernels
+ * and its error messages all read this.  NULL for an unknown code.
+ */
+static inline const fjffi_dtype_info *fjffi_dtype_info_of(int32_t dtype) {
+    static const fjffi_dtype_info table[FJFFI_NUM_DTYPES] = {
+        [FJFFI_FLOAT64] = {"float64", 8, 8, "d", "double"},
+        [FJFFI_FLOAT32] = {"float32", 4, 4, "f", "float"},
+        [FJFFI_FLOAT16] = {"float16", 2, 2, "e", "uint16_t (IEEE binary16 bits)"},
+        [FJFFI_BFLOAT16] = {"bfloat16", 2, 2, "H", "uint16_t (bfloat16 bits)"},
+        [FJFFI_INT64] = {"int64", 8, 8, "q", "int64_t"},
+        [FJFFI_INT32] = {"int32", 4, 4, "i", "int32_t"},
+        [FJFFI_INT16] = {"int16", 2, 2, "h", "int16_t"},
+        [FJFFI_INT8] = {"int8", 1, 1, "b", "int8_t"},
+        [FJFFI_UINT64] = {"uint64", 8, 8, "Q", "uint64_t"},
+        [FJFFI_UINT32] = {"uint32", 4, 4, "I", "uint32_t"},
+        [FJFFI_UINT16] = {"uint16", 2, 2, "H", "uint16_t"},
+        [FJFFI_UINT8] = {"uint8", 1, 1, "B", "uint8_t"},
+        [FJFFI_BOOL] = {"bool", 1, 1, "?", "uint8_t (0 or 1 only)"},
+        [FJFFI_COMPLEX64] = {"complex64", 8, 4, "Zf", "float[2] (re, im)"},
+        [FJFFI_COMPLEX128] = {"complex128", 16, 8, "Zd", "double[2] (re, im)"},
+    };
+    return (dtype >= 0 && dtype < FJFFI_NUM_DTYPES) ? &table[dtype] : NULL;
+}
+
+/*
+ * GIL policy of a target (register's gil=): "release" runs the kernel
+ * without the GIL, "hold" with it, "auto" releases it once a call moves
+ * enough bytes for the release to pay.
+ */
+enum { FJFFI_GIL_RELEASE = 0, FJFFI_GIL_HOLD = 1, FJFFI_GIL_AUTO = 2 };
 
 /*
  * api_version=0, the raw ABI: one pointer per buffer, nothing else.  The
@@ -110,8 +133,8 @@ static inline int32_t fjffi_fail(fjffi_context *ctx, int32_t code, const char *m
 
 /* Size in bytes of one element of a dtype code; 0 for an unknown code. */
 static inline size_t fjffi_itemsize(int32_t dtype) {
-    static const unsigned char sizes[FJFFI_NUM_DTYPES] = {8, 4, 2, 2, 8, 4, 2, 1, 8, 4, 2, 1, 1, 8, 16};
-    return (dtype >= 0 && dtype < FJFFI_NUM_DTYPES) ? sizes[dtype] : 0;
+    const fjffi_dtype_info *info = fjffi_dtype_info_of(dtype);
+    return info == NULL ? 0 : info->itemsize;
 }
 
 /* Number of elements of a typed buffer (its shape's product). */
@@ -124,20 +147,27 @@ static inline size_t fjffi_numel(const fjffi_buffer *b) {
 /*
  * Registering a kernel from another C extension, with no Python object in
  * between: fjffi._core exports this table as a PyCapsule named
- * FJFFI_C_API_CAPSULE (the numpy.random pattern).
+ * FJFFI_C_API_CAPSULE (the numpy.random pattern).  With Python.h included
+ * first, fjffi_import_c_api() below imports and checks it:
  *
- *     const fjffi_c_api *api = PyCapsule_Import(FJFFI_C_API_CAPSULE, 0);
- *     if (api == NULL || api->version < 1) return NULL;
+ *     const fjffi_c_api *api = fjffi_import_c_api();
+ *     if (api == NULL) return NULL;
  *     if (api->register_function(NULL, "my_kernel", (void *)my_kernel,
  *                                FJFFI_ABI_TYPED, "auto", 1) != 0) return NULL;
  *
  * Cython modules get the same through `from fjffi cimport register_function`.
+ *
+ * The table only grows: a new version appends members at the end and never
+ * moves, removes or changes one.  `size` is sizeof(fjffi_c_api) of the
+ * fjffi that made it, so a consumer built against a newer header can tell
+ * which members exist before it reads them.
  */
 #define FJFFI_C_API_CAPSULE "fjffi._core._C_API"
-#define FJFFI_C_API_VERSION 1
+#define FJFFI_C_API_VERSION 2
 
 typedef struct fjffi_c_api {
-    uint32_t version; /* FJFFI_C_API_VERSION or later */
+    uint32_t version; /* FJFFI_C_API_VERSION of the fjffi that made the table */
+    uint32_t size;    /* sizeof(fjffi_c_api) of that fjffi; since version 2 */
     /*
      * Register fn under name in registry (a fjffi.Registry object, or NULL
      * for fjffi.default_registry).  gil is "release", "hold" or "auto".
@@ -147,6 +177,30 @@ typedef struct fjffi_c_api {
     int (*register_function)(void *registry, const char *name, void *fn, int32_t api_version,
                              const char *gil, int32_t thread_safe);
 } fjffi_c_api;
+
+#ifdef Py_PYTHON_H
+/*
+ * Import fjffi's C API and check that it is at least the version this file
+ * was compiled against.  Returns the table, or NULL with ImportError set.
+ * Needs the GIL.
+ */
+static inline const fjffi_c_api *fjffi_import_c_api(void) {
+    const fjffi_c_api *api = (const fjffi_c_api *)PyCapsule_Import(FJFFI_C_API_CAPSULE, 0);
+    if (api == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_ImportError)) return NULL;
+        PyErr_SetString(PyExc_ImportError, "fjffi._core failed to import: is fjffi installed?");
+        return NULL;
+    }
+    if (api->version < FJFFI_C_API_VERSION || api->size < sizeof(fjffi_c_api)) {
+        PyErr_Format(PyExc_ImportError,
+                     "module compiled against fjffi C API version %d, but the installed fjffi "
+                     "has version %d; upgrade fjffi, or rebuild this module against it",
+                     (int)FJFFI_C_API_VERSION, (int)api->version);
+        return NULL;
+    }
+    return api;
+}
+#endif
 
 #ifdef __cplusplus
 }

@@ -10,8 +10,8 @@
 #include <stdio.h>
 #include <time.h>
 
-#include "kernels.h"
 #include "kernels_impl.h"
+#include "testing.h"
 
 /* 0 if buf is a 0-d buffer of dtype (or of alt, when alt >= 0), else fails. */
 static int32_t need_scalar(fjffi_context *ctx, const char *k, const char *what,
@@ -105,6 +105,17 @@ static int32_t off_by_one(const fjffi_buffer *inputs, size_t n_inputs,
     int32_t rc = need_output(ctx, "off_by_one: needs at least 1 output", n_outputs);
     if (rc != 0) return rc;
     if (outputs[0].data != NULL) memset(outputs[0].data, 0xEE, outputs[0].nbytes + 1);
+    return 0;
+}
+
+/* Breaks the contract on purpose: one byte before the start, for guard mode to catch. */
+static int32_t write_before(const fjffi_buffer *inputs, size_t n_inputs,
+                            const fjffi_buffer *outputs, size_t n_outputs, fjffi_context *ctx) {
+    (void)inputs;
+    (void)n_inputs;
+    int32_t rc = need_output(ctx, "write_before: needs at least 1 output", n_outputs);
+    if (rc != 0) return rc;
+    if (outputs[0].data != NULL) ((uint8_t *)outputs[0].data)[-1] = 0xEE;
     return 0;
 }
 
@@ -344,43 +355,45 @@ static int32_t static_scratch(const fjffi_buffer *inputs, size_t n_inputs,
 
 const fjffi_kernel_entry fjffi_test_kernels[] = {
     {"write_one_byte_ok", (void *)write_one_byte_ok, FJFFI_ABI_TYPED,
-     "Writes 0xAB to byte 0 of output 0 (if it has any bytes) and returns 0."},
+     "Writes 0xAB to byte 0 of output 0 (if it has any bytes) and returns 0.", NULL},
     {"write_then_fail", (void *)write_then_fail, FJFFI_ABI_TYPED,
-     "Fills every output with 0xCD, then fails with code 7."},
+     "Fills every output with 0xCD, then fails with code 7.", NULL},
     {"write_prefix", (void *)write_prefix, FJFFI_ABI_TYPED,
      "Inputs prefix (int64), fill (uint8), fail (bool): writes min(prefix, nbytes) fill bytes "
-     "to output 0, then fails with code 9 if fail."},
+     "to output 0, then fails with code 9 if fail.", NULL},
     {"bool_two", (void *)bool_two, FJFFI_ABI_TYPED,
-     "Writes the non-canonical bool byte 2 to byte 0 of output 0 and returns 0."},
+     "Writes the non-canonical bool byte 2 to byte 0 of output 0 and returns 0.", NULL},
     {"off_by_one", (void *)off_by_one, FJFFI_ABI_TYPED,
-     "Writes nbytes + 1 bytes of 0xEE to output 0: overruns it by one byte."},
+     "Writes nbytes + 1 bytes of 0xEE to output 0: overruns it by one byte.", NULL},
+    {"write_before", (void *)write_before, FJFFI_ABI_TYPED,
+     "Writes 0xEE to the byte before output 0: underruns it by one byte.", NULL},
     {"busy_loop", (void *)busy_loop, FJFFI_ABI_TYPED,
-     "Input n (int64 scalar): runs n xorshift steps, writes the checksum to output 0 (uint64 scalar)."},
+     "Input n (int64 scalar): runs n xorshift steps, writes the checksum to output 0 (uint64 scalar).", NULL},
     {"segfault", (void *)segfault, FJFFI_ABI_TYPED,
-     "Stores through a NULL pointer: crashes the process."},
+     "Stores through a NULL pointer: crashes the process.", NULL},
     {"fail_with_message", (void *)fail_with_message, FJFFI_ABI_TYPED,
-     "Fails with code 3 and message \"fail_with_message: the kernel said no\"."},
-    {"raw_noop", (void *)fjffi_kernel_noop, FJFFI_ABI_RAW, "Raw ABI: the built-in noop, for registries of test kernels."},
-    {"add_f64", (void *)add_f64, FJFFI_ABI_RAW, "Raw ABI: out0 f64 = in0 f64 + in1 f64; 2 inputs, 1 output."},
+     "Fails with code 3 and message \"fail_with_message: the kernel said no\".", NULL},
+    {"raw_noop", (void *)fjffi_kernel_noop, FJFFI_ABI_RAW, "Raw ABI: the built-in noop, for registries of test kernels.", NULL},
+    {"add_f64", (void *)add_f64, FJFFI_ABI_RAW, "Raw ABI: out0 f64 = in0 f64 + in1 f64; 2 inputs, 1 output.", NULL},
     {"mixed", (void *)mixed, FJFFI_ABI_RAW,
-     "Raw ABI: no inputs; writes f64 99.0 to output 0 and i64 42 to output 1."},
-    {"inc_i64", (void *)inc_i64, FJFFI_ABI_RAW, "Raw ABI: out0 i64 = in0 i64 + 1 (wrapping)."},
-    {"inc_i32", (void *)inc_i32, FJFFI_ABI_RAW, "Raw ABI: out0 i32 = in0 i32 + 1 (wrapping)."},
-    {"not_bool", (void *)not_bool, FJFFI_ABI_RAW, "Raw ABI: out0 bool = not in0 bool."},
-    {"sum3", (void *)sum3, FJFFI_ABI_RAW, "Raw ABI: out0 f64 scalar = sum of the 3 f64 of in0."},
-    {"negate3", (void *)negate3, FJFFI_ABI_RAW, "Raw ABI: out0 = -in0 for exactly 3 f64."},
-    {"square4", (void *)square4, FJFFI_ABI_RAW, "Raw ABI: out0 = in0 * in0 for exactly 4 f64."},
-    {"fail_minus_1", (void *)fail_minus_1, FJFFI_ABI_RAW, "Raw ABI: fails with code -1."},
-    {"fail_7", (void *)fail_7, FJFFI_ABI_RAW, "Raw ABI: fails with code 7."},
-    {"fail_99", (void *)fail_99, FJFFI_ABI_RAW, "Raw ABI: fails with code 99."},
+     "Raw ABI: no inputs; writes f64 99.0 to output 0 and i64 42 to output 1.", NULL},
+    {"inc_i64", (void *)inc_i64, FJFFI_ABI_RAW, "Raw ABI: out0 i64 = in0 i64 + 1 (wrapping).", NULL},
+    {"inc_i32", (void *)inc_i32, FJFFI_ABI_RAW, "Raw ABI: out0 i32 = in0 i32 + 1 (wrapping).", NULL},
+    {"not_bool", (void *)not_bool, FJFFI_ABI_RAW, "Raw ABI: out0 bool = not in0 bool.", NULL},
+    {"sum3", (void *)sum3, FJFFI_ABI_RAW, "Raw ABI: out0 f64 scalar = sum of the 3 f64 of in0.", NULL},
+    {"negate3", (void *)negate3, FJFFI_ABI_RAW, "Raw ABI: out0 = -in0 for exactly 3 f64.", NULL},
+    {"square4", (void *)square4, FJFFI_ABI_RAW, "Raw ABI: out0 = in0 * in0 for exactly 4 f64.", NULL},
+    {"fail_minus_1", (void *)fail_minus_1, FJFFI_ABI_RAW, "Raw ABI: fails with code -1.", NULL},
+    {"fail_7", (void *)fail_7, FJFFI_ABI_RAW, "Raw ABI: fails with code 7.", NULL},
+    {"fail_99", (void *)fail_99, FJFFI_ABI_RAW, "Raw ABI: fails with code 99.", NULL},
     {"count_calls", (void *)count_calls, FJFFI_ABI_RAW,
-     "Raw ABI: counts its calls (fjffi._testing.call_count()) and fails with code 99."},
+     "Raw ABI: counts its calls (fjffi._testing.call_count()) and fails with code 99.", NULL},
     {"describe", (void *)describe, FJFFI_ABI_TYPED,
      "Writes n_inputs, n_outputs, dtype, ndim, nbytes, data address and shape of input 0 "
-     "to output 0 (int64, 6 + ndim elements)."},
+     "to output 0 (int64, 6 + ndim elements).", NULL},
     {"static_scratch", (void *)static_scratch, FJFFI_ABI_TYPED,
      "Not thread-safe: output 0 = input 0 + 1 (float64, <= 256 elements) through a static "
-     "array; records the most calls in flight at once."},
+     "array; records the most calls in flight at once.", NULL},
 };
 
 const size_t fjffi_num_test_kernels = sizeof fjffi_test_kernels / sizeof fjffi_test_kernels[0];

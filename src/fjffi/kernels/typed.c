@@ -115,12 +115,9 @@ static const dtype_loops loops[FJFFI_NUM_DTYPES] = {
     [FJFFI_INT32] = {negate_i32, add_i32, multiply_i32, sum_i32},
 };
 
-static const char *const dtype_names[FJFFI_NUM_DTYPES] = {
-    "float64", "float32", "float16", "bfloat16", "int64",  "int32",     "int16",     "int8",
-    "uint64",  "uint32",  "uint16",  "uint8",    "bool",   "complex64", "complex128"};
-
 const char *fjffi_dtype_name(int32_t code, char *buf, size_t cap) {
-    if (code >= 0 && code < FJFFI_NUM_DTYPES) return dtype_names[code];
+    const fjffi_dtype_info *info = fjffi_dtype_info_of(code);
+    if (info != NULL) return info->name;
     snprintf(buf, cap, "<unknown dtype code %d>", (int)code);
     return buf;
 }
@@ -281,13 +278,13 @@ static int32_t validate(const char *k, const fjffi_buffer *inputs, size_t n_inpu
         if (r.b->nbytes != need) {
             format_shape(s1, r.b);
             return fail_fmt(ctx, FJFFI_E_BUFFER, "%s: %s %zu has nbytes %zu but shape %s of %s needs %zu",
-                            k, r.role, r.index, r.b->nbytes, s1, dtype_names[ref->dtype], need);
+                            k, r.role, r.index, r.b->nbytes, s1, fjffi_dtype_info_of(ref->dtype)->name, need);
         }
         if (need > 0 && r.b->data == NULL)
             return fail_fmt(ctx, FJFFI_E_BUFFER, "%s: %s %zu has NULL data", k, r.role, r.index);
         if (need > 0 && (uintptr_t)r.b->data % itemsize != 0)
             return fail_fmt(ctx, FJFFI_E_BUFFER, "%s: %s %zu data is not aligned to %zu bytes for %s",
-                            k, r.role, r.index, itemsize, dtype_names[ref->dtype]);
+                            k, r.role, r.index, itemsize, fjffi_dtype_info_of(ref->dtype)->name);
     }
 
     *numel = fjffi_numel(ref);

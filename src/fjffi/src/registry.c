@@ -67,6 +67,12 @@ int registry_init(registry *r) {
     return 0;
 }
 
+static void free_target(registry_target *t) {
+    pthread_mutex_destroy(&t->serial);
+    free(t->name);
+    free(t);
+}
+
 void registry_destroy(registry *r) {
     if (r->slots == NULL) return;
     pthread_mutex_lock(&live_lock);
@@ -78,11 +84,7 @@ void registry_destroy(registry *r) {
     }
     pthread_mutex_unlock(&live_lock);
     for (size_t i = 0; i < r->capacity; ++i) {
-        registry_target *t = r->slots[i];
-        if (t == NULL) continue;
-        pthread_mutex_destroy(&t->serial);
-        free(t->name);
-        free(t);
+        if (r->slots[i] != NULL) free_target(r->slots[i]);
     }
     free(r->slots);
     r->slots = NULL;
@@ -123,14 +125,14 @@ static int grow(registry *r) {
     return 0;
 }
 
-int registry_add(registry *r, const registry_target *target) {
-    /* Everything that can fail is done before the table changes. */
+/* A heap copy of target, owning a copy of its name; NULL when out of memory. */
+static registry_target *copy_target(const registry_target *target) {
     registry_target *t = malloc(sizeof *t);
     char *name = malloc(target->name_len + 1);
     if (t == NULL || name == NULL) {
         free(t);
         free(name);
-        return -1;
+        return NULL;
     }
     *t = *target;
     memcpy(name, target->name, target->name_len);
@@ -139,42 +141,49 @@ int registry_add(registry *r, const registry_target *target) {
     if (pthread_mutex_init(&t->serial, NULL) != 0) {
         free(t);
         free(name);
-        return -1;
+        return NULL;
     }
-
-    int rc = 0;
-    pthread_rwlock_wrlock(&r->lock);
-    size_t i = probe(r->slots, r->capacity, t->name, t->name_len, t->hash);
-    if (r->slots[i] != NULL) {
-        rc = 1;
-    } else if (2 * (r->count + 1) > r->capacity) {
-        if (grow(r) != 0) {
-            rc = -1;
-        } else {
-            i = probe(r->slots, r->capacity, t->name, t->name_len, t->hash);
-        }
-    }
-    if (rc == 0) {
-        r->slots[i] = t;
-        r->count += 1;
-    }
-    pthread_rwlock_unlock(&r->lock);
-
-    if (rc != 0) {
-        pthread_mutex_destroy(&t->serial);
-        free(name);
-        free(t);
-    }
-    return rc;
+    return t;
 }
 
-size_t registry_records(registry *r, void **out, size_t max) {
-    size_t n = 0;
-    pthread_rwlock_rdlock(&r->lock);
-    for (size_t i = 0; i < r->capacity && n < max; ++i)
-        if (r->slots[i] != NULL) out[n++] = r->slots[i]->record;
-    pthread_rwlock_unlock(&r->lock);
-    return n;
+static int same_name(const registry_target *a, const registry_target *b) {
+    return a->hash == b->hash && a->name_len == b->name_len &&
+           memcmp(a->name, b->name, a->name_len) == 0;
+}
+
+int registry_add_all(registry *r, const registry_target *targets, size_t n) {
+    /* Everything that can fail is done before the table changes. */
+    registry_target **copies = calloc(n > 0 ? n : 1, sizeof *copies);
+    if (copies == NULL) return -1;
+    int rc = 0;
+    for (size_t k = 0; k < n && rc == 0; ++k) {
+        copies[k] = copy_target(&targets[k]);
+        if (copies[k] == NULL) rc = -1;
+        for (size_t m = 0; m < k && rc == 0; ++m)
+            if (same_name(&targets[m], &targets[k])) rc = (int)k + 1;
+    }
+
+    if (rc == 0) {
+        pthread_rwlock_wrlock(&r->lock);
+        for (size_t k = 0; k < n && rc == 0; ++k)
+            if (r->slots[probe(r->slots, r->capacity, targets[k].name, targets[k].name_len,
+                               targets[k].hash)] != NULL)
+                rc = (int)k + 1;
+        while (rc == 0 && 2 * (r->count + n) > r->capacity)
+            if (grow(r) != 0) rc = -1;
+        for (size_t k = 0; k < n && rc == 0; ++k) {
+            registry_target *t = copies[k];
+            r->slots[probe(r->slots, r->capacity, t->name, t->name_len, t->hash)] = t;
+            copies[k] = NULL;
+        }
+        if (rc == 0) r->count += n;
+        pthread_rwlock_unlock(&r->lock);
+    }
+
+    for (size_t k = 0; k < n; ++k)
+        if (copies[k] != NULL) free_target(copies[k]);
+    free(copies);
+    return rc;
 }
 
 size_t registry_count(registry *r) {

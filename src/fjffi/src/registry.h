@@ -5,7 +5,7 @@
  * Locking rules:
  *  - registry_get takes the read lock and needs no GIL, so any number of
  *    threads look up at once, inside `nogil` too.
- *  - registry_add takes the write lock; a name is never removed, so a
+ *  - registry_add_all takes the write lock; a name is never removed, so a
  *    target pointer returned by registry_get stays valid for the
  *    registry's lifetime (the table holds pointers, a resize moves only
  *    those).
@@ -24,7 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum { FJFFI_GIL_RELEASE = 0, FJFFI_GIL_HOLD = 1, FJFFI_GIL_AUTO = 2 };
+#include "fjffi.h"
 
 typedef struct registry_target {
     char *name; /* owned copy, NUL-terminated */
@@ -35,8 +35,9 @@ typedef struct registry_target {
     int32_t gil;        /* FJFFI_GIL_* */
     int32_t thread_safe;
     int32_t is_callback;
+    const void *contract;   /* a built-in raw kernel's fjffi_raw_contract, or NULL */
     pthread_mutex_t serial; /* taken around each call when !thread_safe */
-    void *record;       /* strong reference to the Python Target record */
+    void *record;       /* the Python Target record; the Registry object holds it */
 } registry_target;
 
 typedef struct registry {
@@ -52,10 +53,12 @@ int registry_init(registry *r);
 /* Frees the table and the names; the records are the caller's to release. */
 void registry_destroy(registry *r);
 const registry_target *registry_get(registry *r, const char *name, size_t len, uint64_t hash);
-/* 0 added (the registry copies name), 1 name taken (nothing changed), -1 out of memory. */
-int registry_add(registry *r, const registry_target *target);
-/* Copies up to max record pointers into out under the read lock; returns the count. */
-size_t registry_records(registry *r, void **out, size_t max);
+/*
+ * Adds all n targets or none (the registry copies their names): 0 when all
+ * were added; k + 1 when targets[k]'s name is taken (or repeats an earlier
+ * one of the n); -1 out of memory.
+ */
+int registry_add_all(registry *r, const registry_target *targets, size_t n);
 size_t registry_count(registry *r);
 
 #endif

@@ -1,0 +1,28 @@
+# The registry of src/registry.h, declared once for the extensions built
+# with fjffi (_core and the benchmarks' _floor); not installed.
+
+from libc.stdint cimport int32_t, uint64_t
+
+cdef extern from "registry.h" nogil:
+    ctypedef struct pthread_mutex_t:
+        pass
+    ctypedef struct registry_target:
+        char *name
+        size_t name_len
+        uint64_t hash
+        void *fn
+        int32_t api_version
+        int32_t gil
+        int32_t thread_safe
+        int32_t is_callback
+        const void *contract
+        pthread_mutex_t serial
+        void *record
+    ctypedef struct registry:
+        pass
+    uint64_t registry_hash(const char *name, size_t len)
+    int registry_init(registry *r)
+    void registry_destroy(registry *r)
+    const registry_target *registry_get(registry *r, const char *name, size_t len, uint64_t hash)
+    int registry_add_all(registry *r, const registry_target *targets, size_t n)
+    size_t registry_count(registry *r)
