@@ -1,10 +1,15 @@
-"""The README's "Writing and registering a kernel" section, run as a user
-would: every code block in it is either a file (its first line names it),
-a shell command, or Python, and all of them run, in one temporary folder.
+"""The documented examples, run as a user would.
 
-Files are written first, then the shell blocks run in order (they compile
-the C kernels and build the consumer extensions with meson: a few seconds),
-then the Python blocks run in order in one fresh interpreter.
+docs/guide.md's "Writing and registering a kernel" section: every code
+block in it is either a file (its first line names it), a shell command, or
+Python, and all of them run, in one temporary folder.  Files are written
+first, then the shell blocks run in order (they compile the C kernels and
+build the consumer extensions with meson: a few seconds), then the Python
+blocks run in order in one fresh interpreter.
+
+README.md's example runs as printed, and the README keeps the two commands
+that .ci/run runs.  Every relative link of the docs leads to a file, and
+every #anchor to a heading of it.
 """
 
 import os
@@ -15,8 +20,13 @@ import sys
 
 import pytest
 
-README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+GUIDE = ROOT / "docs" / "guide.md"
 SECTION = "Writing and registering a kernel"
+# The docs that link to each other; each of their relative links must resolve.
+DOCS = [README, GUIDE, ROOT / "docs" / "reference.md", ROOT / "docs" / "design.md",
+        ROOT / "bench" / "README.md", ROOT / "CONTRIBUTING.md"]
 
 # The first line of a file block names the file: /* name.c */, # name.pyx, ...
 FILE_NAME = re.compile(r"^(?:/\*|#|//)\s*([\w.-]+\.(?:c|h|pyx|pxd|build))\s*(?:\*/)?$")
@@ -33,19 +43,21 @@ MUST_SHOW = [
 
 
 def section_text() -> tuple[str, int]:
-    """The section's text and the README line it starts on."""
-    text = README.read_text(encoding="utf-8")
-    match = re.search(rf"^## {re.escape(SECTION)}[ \t]*\n(.*?)(?=^## |\Z)", text, re.MULTILINE | re.DOTALL)
+    """The section's text and the guide's line it starts on."""
+    text = GUIDE.read_text(encoding="utf-8")
+    match = re.search(rf"^## {re.escape(SECTION)}[ \t]*\n(.*?)(?=^## |\Z)", text,
+                      re.MULTILINE | re.DOTALL)
     if match is None:
-        pytest.fail(f"{README} has no '## {SECTION}' section")
+        pytest.fail(f"{GUIDE} has no '## {SECTION}' section")
     return match.group(1), text.count("\n", 0, match.start(1)) + 1
 
 
 def code_blocks() -> list[tuple[str, str, int]]:
-    """(language, code, README line) of each fenced block of the section."""
+    """(language, code, guide line) of each fenced block of the section."""
     body, first_line = section_text()
     return [(m.group(1), m.group(2), first_line + body.count("\n", 0, m.start()))
-            for m in re.finditer(r"^```(\w*)[ \t]*\n(.*?)^```[ \t]*$", body, re.MULTILINE | re.DOTALL)]
+            for m in re.finditer(r"^```(\w*)[ \t]*\n(.*?)^```[ \t]*$", body,
+                                 re.MULTILINE | re.DOTALL)]
 
 
 def test_section_shows_every_way_of_writing_a_kernel():
@@ -64,7 +76,7 @@ def test_every_block_runs(tmp_path):
         elif name is not None:
             files[name.group(1)] = code
         else:
-            pytest.fail(f"README.md line {line}: a {language or 'plain'} block that is not a "
+            pytest.fail(f"docs/guide.md line {line}: a {language or 'plain'} block that is not a "
                         "file (first line naming it), a shell command or Python cannot be run")
     assert files and shell and python
 
@@ -83,19 +95,20 @@ def test_every_block_runs(tmp_path):
                                    env.get("PATH", "")])
 
     for code, line in shell:
-        run = subprocess.run(["bash", "-euo", "pipefail", "-c", code], cwd=tmp_path, env=env, check=False,
-                             capture_output=True, text=True, timeout=300)
-        assert run.returncode == 0, f"README.md line {line}:\n{code}\n{run.stdout}{run.stderr}"
+        run = subprocess.run(["bash", "-euo", "pipefail", "-c", code], cwd=tmp_path, env=env,
+                             check=False, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, f"docs/guide.md line {line}:\n{code}\n{run.stdout}{run.stderr}"
 
-    script = tmp_path / "readme_blocks.py"
-    script.write_text("".join(f"# --- README.md line {line}\n{code}\n" for code, line in python))
+    script = tmp_path / "guide_blocks.py"
+    script.write_text("".join(f"# --- docs/guide.md line {line}\n{code}\n"
+                              for code, line in python))
     run = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, check=False,
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, f"{run.stdout}{run.stderr}"
 
 
 def test_opening_example_runs(tmp_path):
-    """The README's first Python block, the ten-line example, runs as printed."""
+    """The README's example runs as printed."""
     text = README.read_text(encoding="utf-8")
     match = re.search(r"^## Example[ \t]*\n.*?^```python[ \t]*\n(.*?)^```", text,
                       re.MULTILINE | re.DOTALL)
@@ -106,3 +119,60 @@ def test_opening_example_runs(tmp_path):
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("negate 4 negate: output 0 shape (3,) does not match")
+
+
+def test_readme_commands_are_the_ones_ci_runs():
+    """The README opens with the two commands, and .ci/run runs exactly those
+    (adding only --quick and a hypothesis profile)."""
+    text = README.read_text(encoding="utf-8")
+    first = re.search(r"^```\w*[ \t]*\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
+    assert first is not None, "README.md has no code block"
+    commands = first.group(1).splitlines()
+    assert commands == ["pip install . && python -m fjffi", "pip install '.[test]' && pytest"]
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    ran = [re.sub(r" --quick\b|HYPOTHESIS_PROFILE=\w+ ", "", line.strip())
+           for line in ci.splitlines()
+           if line.strip().startswith(("pip install .", "pip install '."))]
+    assert ran == commands
+
+
+def without_code(text: str) -> str:
+    """The text with fenced code blocks blanked (their lines kept, so a
+    line number still points at the right place)."""
+    return re.sub(r"^```.*?^```", lambda m: "\n" * m.group(0).count("\n"), text,
+                  flags=re.MULTILINE | re.DOTALL)
+
+
+def anchors(path: pathlib.Path) -> set[str]:
+    """GitHub's anchors for the headings of a Markdown file."""
+    found = set()
+    text = without_code(path.read_text(encoding="utf-8"))
+    for heading in re.findall(r"^#{1,6}\s+(.*?)\s*$", text, re.MULTILINE):
+        slug = re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+        found.add(slug)
+    return found
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_relative_links_resolve(doc):
+    """Every relative link leads to a file of the repository, and every
+    #anchor to a heading of its Markdown file."""
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", without_code(doc.read_text(encoding="utf-8"))):
+        if re.match(r"[a-z]+:", target):
+            continue  # https:, mailto:
+        path, _, fragment = target.partition("#")
+        dest = (doc.parent / path).resolve() if path else doc
+        if not dest.exists():
+            broken.append(f"{target}: no such file")
+        elif fragment and dest.suffix == ".md" and fragment not in anchors(dest):
+            broken.append(f"{target}: no heading #{fragment}")
+    assert broken == []
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_docs_cite_only_what_the_repository_holds(doc):
+    """Threats and invariants are cited from docs/design.md, never from an
+    issue tracker, the seed or a design file kept elsewhere."""
+    text = doc.read_text(encoding="utf-8")
+    assert re.findall(r"\bissue \d+|\bseed (?:threat|invariant|T\d)|DESIGN\.md", text) == []
