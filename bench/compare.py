@@ -1,4 +1,4 @@
-"""fjffi against its peers, and how it behaves under load, in one process:
+"""fjffi against its peers, with thread scaling, registry scale and allocation:
 
     python bench/compare.py [--rounds N] [--json PATH] [--quick] [--only SECTION ...]
 
