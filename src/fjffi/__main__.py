@@ -1,14 +1,18 @@
 """python -m fjffi: what is registered, a self-check of every built-in kernel
-against numpy, and the seed's benchmarks as measured here."""
+against numpy, and the seed's benchmarks as measured here, next to the
+seed's v1 figures."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import sys
 
 import numpy as np
 
 import fjffi
+from fjffi import _seedbench
 
 TYPED_DTYPES = ("float64", "float32", "int64", "int32")
 SHAPES = ((), (0,), (7,), (3, 4), (2, 0, 5), (1000,))
@@ -113,46 +117,53 @@ def self_check() -> list[tuple[str, str | None]]:
 
 
 def main_job(args) -> int:
-    print(f"fjffi {fjffi.__version__} (numpy {np.__version__})")
+    print(f"fjffi {fjffi.__version__} (numpy {np.__version__}, Python "
+          f"{platform.python_version()}; {_seedbench.describe_load()})")
     print(f"\nRegistered targets ({len(fjffi.default_registry)}):")
     for line in describe_targets(fjffi.default_registry):
         print("  " + line)
 
     print("\nSelf-check of the built-in kernels against numpy:")
+    checked = self_check()
     failures = 0
-    for name, problem in self_check():
+    for name, problem in checked:
         print(f"  {name:<12} {'ok' if problem is None else 'FAILED: ' + problem}")
         failures += problem is not None
+    report = {"fjffi": fjffi.__version__, "numpy": np.__version__,
+              "python": platform.python_version(), "cpus": os.cpu_count(),
+              "load_average": _seedbench.load_average(),
+              "self_check": {name: problem or "ok" for name, problem in checked}}
 
     if not args.no_bench:
-        from fjffi import _bench
-
-        print("\nThe seed's benchmarks, measured here (median):")
-        rows = _bench.seed_benchmarks(quick=args.quick, progress=_progress)
-        print(_bench.render_seed(rows))
+        rounds, _ = _seedbench.settings(args.quick, args.rounds)
+        print("\nThe seed's eight benchmarks, timed here next to the seed's v1 figures\n"
+              f"(median per call over {rounds} rounds; {_seedbench.describe_load()}):")
+        rows = _seedbench.seed_benchmarks(quick=args.quick, progress=_seedbench.progress,
+                                          rounds=args.rounds)
+        print(_seedbench.render_seed(rows))
+        print("  fjffi/v1 below 1 means faster than v1.  The figures depend on this machine and "
+              "on\n  its load; v1's were measured on another machine.  fjffi against cffi, "
+              "ctypes and\n  numpy: bench/compare.py in the source checkout.")
+        report["seed"] = [{"name": r.name, "median_ns": r.median_ns, "seed_v1_ns": r.seed_ns}
+                          for r in rows]
+    if args.json:
+        _seedbench.write_json(report, args.json)
+        print(f"\nwrote {args.json}")
     if failures:
         print(f"\n{failures} built-in kernel(s) FAILED the self-check", file=sys.stderr)
         return 1
     return 0
 
 
-def bench_job(args) -> int:
-    from fjffi import _bench
+BENCH_MOVED = """\
+The comparison of fjffi with a direct Cython call, cffi, ctypes and numpy
+(thread scaling, registry scale, allocation and the GIL policy too) is not
+part of the installed package.  It lives in fjffi's source checkout; from
+its root, with fjffi installed from that checkout:
 
-    return _bench.main(rounds=args.rounds, json_path=args.json, quick=args.quick,
-                       progress=_progress)
-
-
-def _progress(done: int, total: int, label: str) -> None:
-    """One progress line on stderr, redrawn in place on a terminal."""
-    if not sys.stderr.isatty():
-        return
-    width = 24
-    filled = width * done // max(total, 1)
-    end = "\n" if done >= total else ""
-    sys.stderr.write(f"\r  [{'#' * filled}{'.' * (width - filled)}] {done}/{total} {label:<40}"
-                     + end)
-    sys.stderr.flush()
+    pip install '.[bench]'
+    python bench/compare.py{args}
+"""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -160,33 +171,40 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m fjffi",
         description=(
             "fjffi: call C kernels on numpy buffers through a validated, thread-safe registry. "
-            "With no command: print the version and the registered targets, self-check every "
-            "built-in kernel against numpy, and time the seed's eight benchmarks."
+            "With no command: print the version, the load average and the registered targets, "
+            "self-check every built-in kernel against numpy, and time the seed's eight "
+            "benchmarks next to the seed's v1 figures. The figures depend on the machine and "
+            "its load; the exit status is 1 only when the self-check fails."
         ),
+        epilog=("The comparison with cffi, ctypes and numpy is not installed: it is "
+                "bench/compare.py in the source checkout (`python -m fjffi bench` says so)."),
     )
     p.add_argument("--no-bench", action="store_true", help="skip the seed's benchmarks")
     p.add_argument("--quick", action="store_true", help="fewer rounds: faster, noisier figures")
+    p.add_argument("--rounds", type=_seedbench.rounds_arg, metavar="N",
+                   help="rounds per benchmark, an integer >= 1 (default 7, 3 with --quick)")
+    p.add_argument("--json", type=_seedbench.json_path_arg, metavar="PATH",
+                   help="also write the self-check and the figures as JSON to PATH")
     sub = p.add_subparsers(dest="command", metavar="command")
-    b = sub.add_parser(
+    sub.add_parser(
         "bench",
-        help="compare fjffi with a direct Cython call, cffi, ctypes and numpy",
-        description=(
-            "Time noop, scalar f64 double and 1000-element f64 negate through fjffi, a direct "
-            "Cython call (the floor), cffi (API and ABI mode), ctypes and numpy, in one "
-            "process; print medians and ratios to the floor, then thread scaling, registry "
-            "scale and allocation figures."
-        ),
+        help="say where the comparison with cffi, ctypes and numpy is (bench/compare.py)",
+        description=BENCH_MOVED.format(args=" [--rounds N] [--json PATH] [--quick]"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    b.add_argument("--rounds", type=int, default=7, help="rounds per route (default 7)")
-    b.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
-    b.add_argument("--quick", action="store_true", help="fewer rounds: faster, noisier figures")
     return p
 
 
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    # Known options only, so that `bench` with the options it used to take
+    # still points to where the comparison is.
+    args, extra = p.parse_known_args(argv)
     if args.command == "bench":
-        return bench_job(args)
+        print(BENCH_MOVED.format(args="".join(" " + a for a in extra)), end="")
+        return 0
+    if extra:
+        p.error(f"unrecognized arguments: {' '.join(extra)}")
     return main_job(args)
 
 

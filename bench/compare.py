@@ -1,483 +1,61 @@
-"""Benchmarks behind ``python -m fjffi`` and ``python -m fjffi bench``.
+"""fjffi against its peers, with thread scaling, registry scale and allocation:
 
-Two things are timed here:
+    python bench/compare.py [--rounds N] [--json PATH] [--quick] [--only SECTION ...]
 
-- the seed's eight benchmarks (FJ-P2C-007), each doing the work of its
-  criterion counterpart in ``benches/ffi_baseline.rs``: ``seed_benchmarks``;
-- fjffi against its peers, in one process: the same three calls (noop,
-  scalar float64 double, 1000-element float64 negate into a preallocated
-  output) through fjffi, the floor (fjffi._floor: the same kernels called
-  straight from Cython, no checks), cffi in API and ABI mode, ctypes and
-  numpy; then thread scaling, registry scale, allocation, to_buffer's cost
-  and the GIL policy's threshold: ``main``.
+Sections: peers (noop, scalar float64 double and 1000-element float64
+negate through fjffi, a direct Cython call of the same kernel (the floor),
+cffi API and ABI mode, ctypes and numpy: medians and ratios to the floor),
+threads (2 threads vs 1), registry (lookup at 10 to 100,000 targets),
+allocation (tracemalloc over 10^6 invokes), to_buffer (1k vs 10M elements),
+gil (the cost of releasing the GIL by size).
 
-Every peer calls the very machine code fjffi calls: the kernels linked into
-fjffi._floor, reached by address (ctypes and cffi ABI mode, through libffi)
-or through a small cffi API-mode module compiled at run time from the C
-source below.  The table then shows what reaching a kernel costs on each
-route, not differences between kernels.
-
-Figures are per call in ns, net of the timing loop's own cost: the median
-over rounds, each round the mean of many back-to-back calls.  Routes are
-timed round-robin, so drift on a busy machine hits them all alike.
+Run it with the Python whose fjffi was installed from this checkout
+(pip install '.[bench]'): it needs fjffi._floor and fjffi._testing, which
+the installed package's runtime does not.  Figures are per call in ns, net of
+the timing loop's own cost, and depend on the machine and its load.
 """
 
 from __future__ import annotations
 
-import ctypes
+import argparse
 import gc
-import importlib.util
 import itertools
-import json
-import math
 import os
 import platform
 import random
 import statistics
 import sys
-import tempfile
 import threading
 import time
 import timeit
 import tracemalloc
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
+# bench/ is on sys.path (the script's folder, or pytest's rootdir for bench/).
+# peers imports fjffi's bench-only extensions, and says what to install if missing.
+import peers as routes
+from peers import _floor, _testing
+
 import fjffi
-from fjffi import _floor
-
-# --- timing -------------------------------------------------------------------
-
-
-@dataclass
-class Case:
-    """One timed call: fn(*args, **kwargs).
-
-    verify() raises unless the call did its work: check() when given, else
-    the call must return 0 or None (success for a kernel and for invoke)."""
-
-    fn: Callable
-    args: tuple = ()
-    kwargs: dict = field(default_factory=dict)
-    check: Callable[[], None] | None = None
-    keep: Any = None  # memory the arguments point into, held for as long as the Case
-
-    def verify(self) -> None:
-        if self.check is not None:
-            self.check()
-        else:
-            result = self.fn(*self.args, **self.kwargs)
-            expect(result is None or result == 0, f"{self.fn!r} returned {result!r}")
-
-    def timer(self) -> timeit.Timer:
-        # A statement, not a lambda: timeit's loop then calls fn directly.
-        names = {f"a{i}": a for i, a in enumerate(self.args)}
-        names.update({f"k_{k}": v for k, v in self.kwargs.items()})
-        params = list(names)[: len(self.args)] + [f"{k}=k_{k}" for k in self.kwargs]
-        return timeit.Timer(f"fn({', '.join(params)})", globals={"fn": self.fn, **names})
-
-
-class Timing(NamedTuple):
-    median_ns: float
-    min_ns: float
-
-
-def expect(condition: bool, message: str) -> None:
-    if not condition:
-        raise RuntimeError(f"benchmark sanity check failed: {message}")
-
-
-_LOOP_NS: float | None = None
-
-
-def loop_ns() -> float:
-    """The cost of one iteration of timeit's empty loop, subtracted from every figure."""
-    global _LOOP_NS
-    if _LOOP_NS is None:
-        _LOOP_NS = min(timeit.Timer("pass").repeat(7, 200_000)) / 200_000 * 1e9
-    return _LOOP_NS
-
-
-def calibrate(timer: timeit.Timer, min_time: float) -> int:
-    """The loop count for which one round takes at least min_time seconds."""
-    number = 1
-    while True:
-        t = timer.timeit(number)
-        if t >= min_time:
-            return number
-        number = max(number + 1, int(number * min(10.0, 1.2 * min_time / max(t, 1e-9))))
-
-
-def measure(cases: dict, rounds: int, min_time: float, progress=None) -> dict:
-    """{key: Timing} for {key: Case}, rounds taken round-robin over the cases."""
-    base = loop_ns()
-    timers = {k: c.timer() for k, c in cases.items()}
-    numbers = {k: calibrate(t, min_time) for k, t in timers.items()}
-    samples: dict = {k: [] for k in cases}
-    total = rounds * len(cases)
-    for r in range(rounds):
-        for i, (k, timer) in enumerate(timers.items()):
-            samples[k].append(timer.timeit(numbers[k]) / numbers[k] * 1e9 - base)
-            if progress:
-                progress(r * len(cases) + i + 1, total, _label(k))
-    for c in cases.values():
-        c.verify()
-    return {k: Timing(statistics.median(s), min(s)) for k, s in samples.items()}
-
-
-def _label(key) -> str:
-    return "/".join(map(str, key)) if isinstance(key, tuple) else str(key)
-
-
-def _settings(quick: bool, rounds: int | None) -> tuple[int, float]:
-    """(rounds, seconds per round)."""
-    if quick:
-        return rounds or 3, 0.01
-    return rounds or 7, 0.05
-
-
-# --- the seed's eight benchmarks ------------------------------------------------
-
-
-class SeedRow(NamedTuple):
-    name: str
-    median_ns: float
-    seed_ns: float  # the seed's v1 result (its risk note)
-    target_ns: float  # the seed's target
-
-
-# Name, the seed's result and target in ns, in the seed's table order.
-SEED = (
-    ("ffi_roundtrip/scalar_f64", 92, 500),
-    ("ffi_roundtrip/noop", 40, 100),
-    ("ffi_roundtrip/1k_f64_vec", 880, 2_000),
-    ("marshal/scalar_to_buffer", 16, 100),
-    ("marshal/buffer_to_scalar", 8, 100),
-    ("marshal/1k_tensor_to_buffer", 1_370, 5_000),
-    ("marshal/1k_buffer_to_tensor", 1_590, 5_000),
-    ("registry/lookup", 37, 100),
+from fjffi._seedbench import (
+    Case,
+    describe_load,
+    expect,
+    fmt_ns,
+    json_path_arg,
+    load_average,
+    loop_ns,
+    measure,
+    progress,
+    rounds_arg,
+    settings,
+    write_json,
 )
 
-
-def seed_cases() -> dict[str, Case]:
-    """The seed's benchmarks as fjffi calls, by the seed's names.
-
-    As in the seed: scalar_f64 and 1k_f64_vec build their input and a zeroed
-    output buffer on every iteration, with the Call made once; noop invokes
-    with no buffers; a tensor is a float64 ndarray (fjffi's value for one),
-    a scalar a Python float.
-    """
-    to_buffer, from_buffer, zeros = fjffi.to_buffer, fjffi.from_buffer, fjffi.Buffer.zeros
-    double = fjffi.Call("double_f64").invoke
-    negate = fjffi.Call("negate").invoke
-    noop = fjffi.Call("noop").invoke
-    arange = np.arange
-    f64 = np.float64
-
-    def scalar_f64():
-        out = zeros((), "float64")
-        double((to_buffer(42.0),), (out,))
-        return out
-
-    def vec_1k():
-        out = zeros((1000,), "float64")
-        negate((arange(1000, dtype=f64),), (out,))
-        return out
-
-    scalar = to_buffer(42.0)
-    tensor = np.arange(1000, dtype=np.float64)
-    tensor_buf = to_buffer(tensor.copy())
-    return {
-        "ffi_roundtrip/scalar_f64": Case(
-            scalar_f64, check=lambda: expect(np.asarray(scalar_f64()) == 84.0, "42 * 2")),
-        "ffi_roundtrip/noop": Case(noop, ((), ())),
-        "ffi_roundtrip/1k_f64_vec": Case(
-            vec_1k, check=lambda: expect((np.asarray(vec_1k()) == -tensor).all(), "negate")),
-        "marshal/scalar_to_buffer": Case(
-            to_buffer, (42.0,), check=lambda: expect(to_buffer(42.0).tobytes() ==
-                                                     np.float64(42.0).tobytes(), "42.0")),
-        "marshal/buffer_to_scalar": Case(
-            from_buffer, (scalar,), check=lambda: expect(from_buffer(scalar) == 42.0, "42.0")),
-        "marshal/1k_tensor_to_buffer": Case(
-            to_buffer, (tensor,), check=lambda: expect(to_buffer(tensor).shape == (1000,), "1k")),
-        "marshal/1k_buffer_to_tensor": Case(
-            from_buffer, (tensor_buf,),
-            check=lambda: expect((from_buffer(tensor_buf) == tensor).all(), "1k")),
-        "registry/lookup": Case(
-            fjffi.default_registry.get, ("double_f64",),
-            check=lambda: expect(fjffi.default_registry.get("double_f64").name == "double_f64",
-                                 "lookup")),
-    }
-
-
-def seed_benchmarks(quick: bool = False, progress=None, rounds: int | None = None) -> list:
-    """[SeedRow] for the seed's eight benchmarks, in the seed's order."""
-    rounds, min_time = _settings(quick, rounds)
-    timings = measure(seed_cases(), rounds, min_time, progress)
-    return [SeedRow(name, timings[name].median_ns, seed, target) for name, seed, target in SEED]
-
-
-def render_seed(rows) -> str:
-    lines = [f"  {'benchmark':<29} {'fjffi':>10} {'seed v1':>10} {'target':>10}  status"]
-    for row in rows:
-        status = "PASS" if row.median_ns < row.target_ns else "FAIL"
-        lines.append(f"  {row.name:<29} {fmt_ns(row.median_ns):>10} {fmt_ns(row.seed_ns):>10} "
-                     f"{'< ' + fmt_ns(row.target_ns):>10}  {status}")
-    return "\n".join(lines)
-
-
-def fmt_ns(ns: float) -> str:
-    if ns >= 10_000:
-        return f"{ns / 1000:.1f} us"
-    if ns >= 100:
-        return f"{ns:.0f} ns"
-    return f"{ns:.1f} ns"
-
-
 # --- the peer comparison ----------------------------------------------------------
-
-CALLS = ("noop", "scalar_f64", "negate_1k", "scalar_f64_e2e")
-CALL_DOCS = {
-    "noop": "noop kernel, no buffers",
-    "scalar_f64": "double_f64 on preallocated 0-d float64 arrays",
-    "negate_1k": "negate of 1000 float64 into a preallocated array",
-    "scalar_f64_e2e": "Python float in, double_f64, Python float out",
-}
-ROUTES = ("floor", "fjffi", "cffi_api", "cffi_abi", "ctypes", "numpy")
-ROUTE_DOCS = {
-    "floor": "fjffi._floor: the kernel called straight from Cython, no checks",
-    "fjffi": "Call.invoke on arrays; end to end: fjffi.call",
-    "cffi_api": "cffi API mode: a module compiled at run time",
-    "cffi_abi": "cffi ABI mode: a function pointer called through libffi",
-    "ctypes": "ctypes, argument types declared",
-    "numpy": "np.negative(x, out=y)",
-}
-
-RAW_SIG = "int32_t(const uint8_t *const *, size_t, uint8_t *const *, size_t)"
-TYPED_SIG = ("int32_t(const fjffi_buffer *, size_t, const fjffi_buffer *, size_t, "
-             "fjffi_context *)")
-CFFI_TYPES = """
-typedef struct fjffi_buffer { void *data; size_t nbytes; int32_t dtype; int32_t ndim;
-                              const int64_t *shape; } fjffi_buffer;
-typedef struct fjffi_context { char message[256]; } fjffi_context;
-"""
-# The API-mode module: each function jumps to the fjffi kernel whose address
-# bench_set_kernels stored, as fjffi itself calls through a stored pointer.
-CFFI_API_CDEF = CFFI_TYPES + f"""
-void bench_set_kernels(uintptr_t noop, uintptr_t double_f64, uintptr_t negate);
-{RAW_SIG.replace("(", " bench_noop(", 1)};
-{RAW_SIG.replace("(", " bench_double_f64(", 1)};
-{TYPED_SIG.replace("(", " bench_negate(", 1)};
-"""
-CFFI_API_SOURCE = """
-#include "fjffi.h"
-
-static fjffi_raw_fn noop_fn, double_fn;
-static fjffi_typed_fn negate_fn;
-
-static void bench_set_kernels(uintptr_t noop, uintptr_t double_f64, uintptr_t negate) {
-    noop_fn = (fjffi_raw_fn)noop;
-    double_fn = (fjffi_raw_fn)double_f64;
-    negate_fn = (fjffi_typed_fn)negate;
-}
-
-static int32_t bench_noop(const uint8_t *const *in, size_t n_in, uint8_t *const *out,
-                          size_t n_out) {
-    return noop_fn(in, n_in, out, n_out);
-}
-
-static int32_t bench_double_f64(const uint8_t *const *in, size_t n_in, uint8_t *const *out,
-                                size_t n_out) {
-    return double_fn(in, n_in, out, n_out);
-}
-
-static int32_t bench_negate(const fjffi_buffer *in, size_t n_in, const fjffi_buffer *out,
-                            size_t n_out, fjffi_context *ctx) {
-    return negate_fn(in, n_in, out, n_out, ctx);
-}
-"""
-
-
-def build_cffi_api():
-    """The API-mode module, compiled into a temporary folder; needs a C compiler."""
-    import cffi
-
-    ffi = cffi.FFI()
-    ffi.cdef(CFFI_API_CDEF)
-    name = f"_fjffi_bench_cffi_{os.getpid()}"
-    ffi.set_source(name, CFFI_API_SOURCE, include_dirs=[fjffi.get_include()])
-    with tempfile.TemporaryDirectory(prefix="fjffi-bench-") as tmp:
-        # The compiler's chatter goes to a file, not into the table.
-        with open(os.path.join(tmp, "build.log"), "w") as log:
-            saved = os.dup(1), os.dup(2)
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(log.fileno(), 1)
-            os.dup2(log.fileno(), 2)
-            try:
-                path = ffi.compile(tmpdir=tmp, verbose=False)
-            finally:
-                os.dup2(saved[0], 1)
-                os.dup2(saved[1], 2)
-                os.close(saved[0])
-                os.close(saved[1])
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)  # loaded: the file may go
-    addresses = _floor.addresses()
-    module.lib.bench_set_kernels(addresses["noop"][0], addresses["double_f64"][0],
-                                 addresses["negate"][0])
-    return module
-
-
-class CBuffer(ctypes.Structure):
-    _fields_ = [("data", ctypes.c_void_p), ("nbytes", ctypes.c_size_t),
-                ("dtype", ctypes.c_int32), ("ndim", ctypes.c_int32),
-                ("shape", ctypes.POINTER(ctypes.c_int64))]
-
-
-class CContext(ctypes.Structure):
-    _fields_ = [("message", ctypes.c_char * 256)]
-
-
-def _writes(fn, args, out, want, kwargs=None) -> Callable[[], None]:
-    """A check: clear out, call once, and out must then equal want."""
-    def check():
-        out.fill(0)
-        fn(*args, **(kwargs or {}))
-        expect(np.array_equal(out, want), f"{fn!r} did not write the expected output")
-    return check
-
-
-def peer_cases() -> tuple[dict, dict]:
-    """({(call, route): Case}, {route: why it is missing}) for the comparison."""
-    x0 = np.array(21.0)
-    x1k = np.arange(1000, dtype=np.float64)
-    want0, want1k = np.array(42.0), -x1k
-    cases: dict = {}
-    missing: dict = {}
-
-    def preallocated(route, noop, double, negate):
-        """Cases of the three calls; double and negate take (x, y) and fill y."""
-        y0, y1k = np.empty(()), np.empty(1000)
-        d_args, n_args = double(x0, y0), negate(x1k, y1k)
-        cases["noop", route] = Case(*noop)
-        cases["scalar_f64", route] = Case(d_args[0], d_args[1],
-                                          check=_writes(*d_args, y0, want0))
-        cases["negate_1k", route] = Case(n_args[0], n_args[1],
-                                         check=_writes(*n_args, y1k, want1k))
-
-    preallocated("floor", (_floor.noop,),
-                 lambda x, y: (_floor.double_f64, (x, y)),
-                 lambda x, y: (_floor.negate, (x, y)))
-
-    invoke = {name: fjffi.Call(name).invoke for name in ("noop", "double_f64", "negate")}
-    preallocated("fjffi", (invoke["noop"], ((), ())),
-                 lambda x, y: (invoke["double_f64"], ((x,), (y,))),
-                 lambda x, y: (invoke["negate"], ((x,), (y,))))
-
-    spec = (np.empty(()),)
-
-    def fjffi_e2e(v, call=fjffi.call):
-        return float(call("double_f64", (v,), spec)[0])
-
-    cases["scalar_f64_e2e", "fjffi"] = Case(
-        fjffi_e2e, (21.0,), check=lambda: expect(fjffi_e2e(21.0) == 42.0, "fjffi.call"))
-
-    addresses = _floor.addresses()
-    try:
-        import cffi
-    except ImportError:
-        missing["cffi_api"] = missing["cffi_abi"] = "cffi is not installed"
-    else:
-        abi = cffi.FFI()
-        abi.cdef(CFFI_TYPES)
-        raw = f"{RAW_SIG.replace('(', '(*)(', 1)}"
-        typed = f"{TYPED_SIG.replace('(', '(*)(', 1)}"
-        fns = {"noop": abi.cast(raw, addresses["noop"][0]),
-               "double_f64": abi.cast(raw, addresses["double_f64"][0]),
-               "negate": abi.cast(typed, addresses["negate"][0])}
-        _cffi_route(cases, "cffi_abi", abi, fns, preallocated)
-        try:
-            api = build_cffi_api()
-        except (ImportError, OSError, cffi.VerificationError) as exc:
-            # No setuptools, no compiler, a failed build: the table says so.
-            missing["cffi_api"] = (f"cannot build the API-mode module: "
-                                   f"{type(exc).__name__}: {exc}")
-        else:
-            fns = {"noop": api.lib.bench_noop, "double_f64": api.lib.bench_double_f64,
-                   "negate": api.lib.bench_negate}
-            _cffi_route(cases, "cffi_api", api.ffi, fns, preallocated)
-
-    RAW = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t,
-                           ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t)
-    TYPED = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.POINTER(CBuffer), ctypes.c_size_t,
-                             ctypes.POINTER(CBuffer), ctypes.c_size_t, ctypes.POINTER(CContext))
-    c_noop, c_double = RAW(addresses["noop"][0]), RAW(addresses["double_f64"][0])
-    c_negate = TYPED(addresses["negate"][0])
-    c_ctx = CContext()
-
-    def c_ptrs(a):
-        return (ctypes.c_void_p * 1)(a.ctypes.data)
-
-    def c_desc(a):
-        # ctypes keeps the shape array alive in the struct's _objects.
-        return CBuffer(a.ctypes.data, a.nbytes, 0, a.ndim, (ctypes.c_int64 * a.ndim)(*a.shape))
-
-    preallocated("ctypes", (c_noop, (None, 0, None, 0)),
-                 lambda x, y: (c_double, (c_ptrs(x), 1, c_ptrs(y), 1)),
-                 lambda x, y: (c_negate, (c_desc(x), 1, c_desc(y), 1, c_ctx)))
-
-    y = np.empty(1000)
-    cases["negate_1k", "numpy"] = Case(np.negative, (x1k,), {"out": y},
-                                       check=_writes(np.negative, (x1k,), y, want1k, {"out": y}))
-    return cases, missing
-
-
-def _cffi_route(cases, route, ffi, fns, preallocated) -> None:
-    keep = []  # the cdata that must outlive the calls
-
-    def ptrs(a):
-        keep.append(a)
-        return ffi.new("uint8_t *[1]", [ffi.cast("uint8_t *", ffi.from_buffer(a))])
-
-    def desc(a):
-        d = ffi.new("fjffi_buffer *")
-        shape = ffi.new("int64_t[]", list(a.shape) or [0])
-        d.data, d.nbytes, d.dtype, d.ndim, d.shape = (
-            ffi.cast("void *", ffi.from_buffer(a)), a.nbytes, 0, a.ndim, shape)
-        keep.extend((a, shape))
-        return d
-
-    ctx = ffi.new("fjffi_context *")
-    preallocated(route, (fns["noop"], (ffi.NULL, 0, ffi.NULL, 0)),
-                 lambda x, y: (fns["double_f64"], (ptrs(x), 1, ptrs(y), 1)),
-                 lambda x, y: (fns["negate"], (desc(x), 1, desc(y), 1, ctx)))
-    for (_, r), case in cases.items():
-        if r == route:
-            case.keep = keep
-    if route != "cffi_api":
-        return
-    # End to end, as a cffi user writes it: set the input, call, check, read the output.
-    cin, cout = ffi.new("double[1]"), ffi.new("double[1]")
-    ins = ffi.new("uint8_t *[1]", [ffi.cast("uint8_t *", cin)])
-    outs = ffi.new("uint8_t *[1]", [ffi.cast("uint8_t *", cout)])
-    keep.extend((cin, cout, ins, outs))
-    double = fns["double_f64"]
-
-    def cffi_e2e(v):
-        cin[0] = v
-        if double(ins, 1, outs, 1) != 0:
-            raise RuntimeError("double_f64 failed")
-        return cout[0]
-
-    cases["scalar_f64_e2e", route] = Case(
-        cffi_e2e, (21.0,), check=lambda: expect(cffi_e2e(21.0) == 42.0, "cffi end to end"),
-        keep=keep)
-
 
 # (label, (call, route) measured, (call, route) compared with, the goal's ratio).
 PEER_GOALS = (
@@ -497,15 +75,15 @@ def goal(label: str, value: float | None, limit: float, at_least: bool = False) 
             "at_least": at_least, "met": met}
 
 
-def peers(rounds: int = 7, quick: bool = False, progress=None) -> dict:
+def peers(rounds: int | None = None, quick: bool = False, progress=None) -> dict:
     """The peer table: {"rows": [...], "missing": {route: why}, "goals": [...]}."""
-    rounds, min_time = _settings(quick, rounds)
-    cases, missing = peer_cases()
+    rounds, min_time = settings(quick, rounds)
+    cases, missing = routes.peer_cases()
     timings = measure(cases, rounds, min_time, progress)
     rows = []
-    for call in CALLS:
+    for call in routes.CALLS:
         floor = timings.get((call, "floor"))
-        for route in ROUTES:
+        for route in routes.ROUTES:
             t = timings.get((call, route))
             if t is None:
                 continue
@@ -541,7 +119,7 @@ def render_peers(result: dict) -> str:
     lines = [(f"Peer comparison: median ns per call over {result['rounds']} rounds, net of "
               f"{result['loop_ns']:.1f} ns of loop; x floor = median / the floor's median"),
              f"  {'call':<15} {'route':<9} {'median':>10} {'min':>10} {'x floor':>8}"]
-    for call in CALLS:
+    for call in routes.CALLS:
         rows = [r for r in result["rows"] if r["call"] == call]
         for r in rows:
             ratio = "" if r["x_floor"] is None else f"{r['x_floor']:.2f}"
@@ -555,7 +133,7 @@ def render_peers(result: dict) -> str:
                  f"{fmt_ns(c['scrub_8000_bytes_ns'])}")
     for route, why in result["missing"].items():
         lines.append(f"  {route}: missing ({why})")
-    lines += [f"  {k:<9} {v}" for k, v in ROUTE_DOCS.items()]
+    lines += [f"  {k:<9} {v}" for k, v in routes.ROUTE_DOCS.items()]
     return "\n".join(lines)
 
 
@@ -609,8 +187,6 @@ def scaling(works: dict, rounds: int, progress=None) -> dict:
 
 def thread_scaling(quick: bool = False, progress=None) -> dict:
     """2-thread / 1-thread throughput for 8 MB negate (fjffi, numpy) and busy_loop."""
-    from fjffi import _testing
-
     rounds = 3 if quick else 7
     n = 8 * 2**20 // 8
     xs = [np.random.default_rng(i).standard_normal(n) for i in range(2)]
@@ -987,18 +563,19 @@ def environment() -> dict:
             "numpy": np.__version__, "cffi": cffi_version, "machine": platform.machine(),
             "cpus": os.cpu_count(), "platform": platform.platform(),
             # Other work on the machine skews every figure, thread scaling most.
-            "load_average_1min": os.getloadavg()[0],
+            "load_average": load_average(),
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
 def render_goals(goals: list) -> str:
-    lines = ["Goals (issue 5), from this run:"]
+    lines = [("The project's goals, as measured in this run (figures depend on the machine "
+              "and its load):")]
     for g in goals:
         if g["value"] is None:
             value, verdict = "n/a", "not measured"
         else:
             value = f"{g['value']:.3f}"
-            verdict = "met" if g["met"] else "NOT met"
+            verdict = "met" if g["met"] else "not met here"
         op = ">=" if g["at_least"] else "<="
         lines.append(f"  {g['goal']:<62} {value:>8} (goal {op} {g['limit']:g})  {verdict}")
     return "\n".join(lines)
@@ -1007,9 +584,9 @@ def render_goals(goals: list) -> str:
 SECTIONS = ("peers", "threads", "registry", "allocation", "to_buffer", "gil")
 
 
-def run(rounds: int = 7, quick: bool = False, progress=None, sections=SECTIONS) -> dict:
-    """The measurements of `python -m fjffi bench` (all sections by default), as a
-    JSON-ready dict."""
+def run(rounds: int | None = None, quick: bool = False, progress=None,
+        sections=SECTIONS) -> dict:
+    """The measurements (all sections by default), as a JSON-ready dict."""
     unknown = set(sections) - set(SECTIONS)
     if unknown:
         raise ValueError(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}")
@@ -1030,11 +607,11 @@ def run(rounds: int = 7, quick: bool = False, progress=None, sections=SECTIONS) 
     return report
 
 
-def render(report: dict) -> str:
+def render(report: dict, load_at_start: str) -> str:
     env = report["environment"]
-    parts = [(f"fjffi {env['fjffi']} bench: Python {env['python']}, numpy {env['numpy']}, "
-              f"cffi {env['cffi'] or 'missing'}, {env['cpus']} CPUs, {env['platform']}, "
-              f"load average {env['load_average_1min']:.2f} at the start")]
+    parts = [(f"fjffi {env['fjffi']} compared: Python {env['python']}, numpy {env['numpy']}, "
+              f"cffi {env['cffi'] or 'missing'}, {env['platform']}; {load_at_start} at the "
+              "start.\nEvery figure depends on this machine and its load.")]
     renderers = {"peers": render_peers, "threads": render_threads, "registry": render_registry,
                  "allocation": render_allocation, "to_buffer": render_to_buffer,
                  "gil": render_gil}
@@ -1043,26 +620,33 @@ def render(report: dict) -> str:
     return "\n\n".join(parts)
 
 
-def write_json(report: dict, path: str) -> None:
-    with open(path, "w") as f:
-        json.dump(report, f, indent=1, default=_json_default)
-        f.write("\n")
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python bench/compare.py",
+        description=__doc__.split("\n\n")[0].rstrip(":") + ".",
+        epilog=("Needs fjffi installed from this checkout with its tests' extensions "
+                "(pip install '.[bench]'); cffi's API-mode route also needs a C compiler."),
+    )
+    p.add_argument("--rounds", type=rounds_arg, metavar="N",
+                   help="rounds per timed case, an integer >= 1 (default 7, 3 with --quick)")
+    p.add_argument("--json", type=json_path_arg, metavar="PATH",
+                   help="also write the results as JSON to PATH (checked before the run)")
+    p.add_argument("--quick", action="store_true", help="fewer, shorter rounds: noisier figures")
+    p.add_argument("--only", nargs="+", choices=SECTIONS, default=SECTIONS, metavar="SECTION",
+                   help=f"sections to run, of: {', '.join(SECTIONS)} (default: all)")
+    return p
 
 
-def _json_default(obj):
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    if isinstance(obj, np.generic):
-        return obj.item()
-    raise TypeError(f"cannot write {type(obj).__name__} as JSON")
-
-
-def main(rounds: int = 7, json_path: str | None = None, quick: bool = False,
-         progress=None, sections=SECTIONS) -> int:
-    """`python -m fjffi bench`: measure, print, and write JSON when asked."""
-    report = run(rounds, quick, progress, sections)
-    print(render(report))
-    if json_path:
-        write_json(report, json_path)
-        print(f"\nwrote {json_path}")
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    load_at_start = describe_load()
+    report = run(args.rounds, args.quick, progress, args.only)
+    print(render(report, load_at_start))
+    if args.json:
+        write_json(report, args.json)
+        print(f"\nwrote {args.json}")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
