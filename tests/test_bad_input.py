@@ -575,13 +575,15 @@ def typed_test_kernel_wrong_inputs(reg):
     return Handed(invoke(reg, "write_prefix", [1, np.uint8(2)], [out]), (), (out,))
 
 
-@case(CallFailedError, zeroed=True, target="copy", code=1, message="")
+@case(CallFailedError, zeroed=True, target="copy", code=1,
+      message="extern function returned code 1")
 def raw_no_inputs(reg):
     out = patterned(1)
     return Handed(invoke(reg, "copy", [], [out]), (), (out,))
 
 
-@case(CallFailedError, zeroed=True, target="double_f64", code=2, message="")
+@case(CallFailedError, zeroed=True, target="double_f64", code=2,
+      message="extern function returned code 2")
 def raw_two_outputs(reg):
     out0, out1 = patterned(()), patterned(())
     return Handed(invoke(reg, "double_f64", [1.0], [out0, out1]), (), (out0, out1))

@@ -40,10 +40,15 @@ def test_header_codes_match_the_table():
     assert "FJFFI_NUM_DTYPES = 15" in header()
 
 
-def test_header_itemsizes_match_the_table():
-    sizes = re.search(r"sizes\[FJFFI_NUM_DTYPES\] = \{([^}]*)\}", header()).group(1)
-    by_code = sorted(TABLE.values())
-    assert [int(s) for s in sizes.split(",")] == [size for _, size, _ in by_code]
+def test_header_table_matches():
+    """fjffi.h's one dtype table: name, itemsize and format of every code."""
+    rows = re.findall(r'\[FJFFI_(\w+)\] = \{"(\w+)", (\d+), (\d+), "([^"]+)"', header())
+    assert len(rows) == len(TABLE)
+    for enum, name, size, align, fmt in rows:
+        assert enum == name.upper()
+        assert (int(size), fmt) == TABLE[name][1:], name
+        assert int(align) == (int(size) // 2 if name.startswith("complex") else int(size))
+    assert fjffi._core.DTYPE_NAMES == tuple(sorted(TABLE, key=lambda n: TABLE[n][0]))
 
 
 @pytest.mark.parametrize("name", sorted(TABLE))

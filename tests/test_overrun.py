@@ -3,8 +3,10 @@ an output, every time, names the target and the output, and leaves the
 outputs zeroed; kernels that keep to their outputs see no difference."""
 
 import ctypes
+import os
 import random
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -89,7 +91,9 @@ def test_off_by_one_and_pokes_are_caught_every_time(reg, capsys):
         try:
             Call(name, reg, guard=True).invoke(inputs, outputs)
         except BufferOverrunError as exc:
-            assert (exc.target, exc.buffer_index, exc.byte_index) == (name, index, offset)
+            # buffer_index counts inputs first, as every buffer index does.
+            assert (exc.target, exc.buffer_index, exc.byte_index) == (
+                name, len(inputs) + index, offset)
             assert isinstance(exc, FfiError) and name in str(exc)
             assert all(not out.view(np.uint8).any() for out in outputs), "outputs not zeroed"
             assert all(np.array_equal(a, b) for a, b in zip(inputs, before))
@@ -112,30 +116,64 @@ def test_overrun_unseen_without_guard_mode_lands_past_the_output(reg):
     assert backing.tolist() == [0] * 9
 
 
-@pytest.mark.parametrize("value, guard", [("1", True), ("yes", True), ("0", False),
-                                          ("", False), (None, False)])
-def test_environment_turns_guard_mode_on(reg, monkeypatch, value, guard):
-    if value is None:
-        monkeypatch.delenv("FJFFI_GUARD", raising=False)
-    else:
-        monkeypatch.setenv("FJFFI_GUARD", value)
-    call = Call("off_by_one", reg)
-    assert call.guard is guard
-    # An explicit guard= wins over the environment, either way.
-    assert Call("off_by_one", reg, guard=not guard).guard is (not guard)
-    if guard:
+@pytest.mark.parametrize("value, guard", [
+    ("1", True), ("yes", True), ("TRUE", True), ("on", True), ("0", False), ("", False),
+    ("false", False), ("No", False), ("off", False), (None, False)])
+def test_environment_sets_the_guard_default_at_import(value, guard):
+    env = {k: v for k, v in os.environ.items() if k != "FJFFI_GUARD"}
+    if value is not None:
+        env["FJFFI_GUARD"] = value
+    code = ("import fjffi; print(fjffi.guard_enabled(), fjffi.Call('noop').guard, "
+            "fjffi.Call('noop', guard=False).guard)")
+    run = subprocess.run([sys.executable, "-W", "error", "-c", code], env=env, check=True,
+                         capture_output=True, text=True, timeout=60)
+    assert run.stdout.split() == [str(guard), str(guard), "False"]
+
+
+def test_unknown_environment_value_turns_guard_on_with_a_warning():
+    env = dict(os.environ, FJFFI_GUARD="maybe")
+    run = subprocess.run([sys.executable, "-c", "import fjffi; print(fjffi.guard_enabled())"],
+                         env=env, check=True, capture_output=True, text=True, timeout=60)
+    assert run.stdout.split() == ["True"]
+    assert "RuntimeWarning" in run.stderr and "'maybe'" in run.stderr
+
+
+@pytest.mark.thread_unsafe(reason="changes the process-wide guard default")
+def test_set_guard_changes_the_default(reg):
+    before = fjffi.guard_enabled()
+    try:
+        fjffi.set_guard(True)
+        assert Call("off_by_one", reg).guard is True
+        # An explicit guard= wins over the default, either way.
+        assert Call("off_by_one", reg, guard=False).guard is False
         out = np.full(3, 7, dtype=np.int32)
         with pytest.raises(BufferOverrunError) as info:
-            call.invoke([], [out])
+            Call("off_by_one", reg).invoke([], [out])
         assert (info.value.target, info.value.buffer_index) == ("off_by_one", 0)
         assert not out.any()
+        # fjffi.call allocates its own outputs; the default reaches it too.
+        with pytest.raises(BufferOverrunError):
+            fjffi.call("off_by_one", [], [np.zeros(4)], registry=reg)
+        fjffi.set_guard(False)
+        assert Call("off_by_one", reg).guard is False
+        with pytest.raises(TypeError):
+            fjffi.set_guard("yes")
+    finally:
+        fjffi.set_guard(before)
 
 
-def test_environment_guards_fjffi_call(reg, monkeypatch):
-    """fjffi.call allocates its own outputs; FJFFI_GUARD reaches it too."""
-    monkeypatch.setenv("FJFFI_GUARD", "1")
-    with pytest.raises(BufferOverrunError):
-        fjffi.call("off_by_one", [], [np.zeros(4)], registry=reg)
+def test_underrun_is_caught_and_never_reaches_the_caller():
+    """A kernel writing the byte before its output: unguarded it would land
+    in the caller's memory; guarded it lands in the front guard zone."""
+    reg = _testing.registry(write_before="write_before")
+    backing = np.zeros(9, dtype=np.uint8)
+    with pytest.raises(BufferOverrunError) as info:
+        Call("write_before", reg, guard=True).invoke([np.int64(1)], [backing[1:]])
+    assert (info.value.buffer_index, info.value.byte_index) == (1, -1)
+    assert "before the start" in str(info.value)
+    assert backing.tolist() == [0] * 9
+    Call("write_before", reg, guard=False).invoke([], [backing[1:]])
+    assert backing[0] == 0xEE  # what guard mode kept from happening
 
 
 def run_both(call_name, reg, inputs, outputs):

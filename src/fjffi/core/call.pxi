@@ -114,11 +114,12 @@ cdef inline bint overlaps(const fjffi_buffer *a, const fjffi_buffer *b) noexcept
 
 
 cdef inline void zero_outputs(Frame *f) noexcept nogil:
+    cdef size_t i
     for i in range(f.n_outputs):
         memset(f.outputs[i].data, 0, f.outputs[i].nbytes)
 
 
-cdef int check_contract(str name, const fjffi_raw_contract *c, Frame *f) except -1:
+cdef inline int check_contract(str name, const fjffi_raw_contract *c, Frame *f) except -1:
     """A built-in raw kernel's needs, checked before it runs: the raw ABI
     passes no sizes, so the kernel cannot check them itself."""
     cdef size_t i
@@ -127,16 +128,21 @@ cdef int check_contract(str name, const fjffi_raw_contract *c, Frame *f) except 
         return 0  # the kernel checks counts and fails with its own code
     for i in range(f.n_inputs + f.n_outputs):
         b = &f.inputs[i]  # outputs follow inputs
-        role = f"input {i}" if i < f.n_inputs else f"output {i - f.n_inputs}"
-        if c.dtype >= 0 and b.dtype != c.dtype:
-            raise UnsupportedDtypeError(code_dtype(b.dtype),
-                                        f"{name}: {role} must be {DTYPE_NAMES[c.dtype]}")
-        if b.nbytes < c.min_nbytes or b.nbytes > c.max_nbytes:
-            raise BufferMismatchError(
-                i, c.min_nbytes, b.nbytes,
-                f"{name}: {role} needs " + (f"{c.min_nbytes} bytes" if c.min_nbytes == c.max_nbytes
-                                            else f"at least {c.min_nbytes} bytes"))
+        if ((c.dtype >= 0 and b.dtype != c.dtype)
+                or b.nbytes < c.min_nbytes or b.nbytes > c.max_nbytes):
+            refuse_contract(name, c, f, i)
     return 0
+
+
+cdef int refuse_contract(str name, const fjffi_raw_contract *c, Frame *f, size_t i) except -1:
+    cdef const fjffi_buffer *b = &f.inputs[i]
+    role = f"input {i}" if i < f.n_inputs else f"output {i - f.n_inputs}"
+    if c.dtype >= 0 and b.dtype != c.dtype:
+        raise UnsupportedDtypeError(code_dtype(b.dtype),
+                                    f"{name}: {role} must be {DTYPE_NAMES[c.dtype]}")
+    need = (f"{c.min_nbytes} bytes" if c.min_nbytes == c.max_nbytes
+            else f"at least {c.min_nbytes} bytes")
+    raise BufferMismatchError(i, c.min_nbytes, b.nbytes, f"{name}: {role} needs {need}")
 
 
 cdef inline int32_t run_kernel(const registry_target *t, Frame *f,
@@ -286,12 +292,13 @@ cdef int invoke_target(str name, Registry registry, const char *cname, Py_ssize_
     try:
         run(name, guard, t, ins, outs, &f)
     finally:
-        PyMem_Free(f.heap)
+        if f.heap != NULL:  # the common frame is all on the stack
+            PyMem_Free(f.heap)
     return 0
 
 
-cdef int run(str name, bint guard, const registry_target *t, tuple inputs, tuple outputs,
-             Frame *f) except -1:
+cdef inline int run(str name, bint guard, const registry_target *t, tuple inputs, tuple outputs,
+                    Frame *f) except -1:
     """Steps 2 to 6 of the call: validate, zero, run, check (docs/reference.md)."""
     cdef size_t i, j
     cdef int state
@@ -338,19 +345,19 @@ cdef int run(str name, bint guard, const registry_target *t, tuple inputs, tuple
         run_callback(name, t, inputs if converted is None else (inputs, converted), f)
     else:
         ctx.message[0] = 0
-        if not t.thread_safe:
-            lock_target(t)
-        try:
-            if guard:
-                rc = run_guarded(name, t, f, &ctx, releases_gil(t, moved))
-            elif releases_gil(t, moved):
+        if guard:
+            rc = run_guarded(name, t, f, &ctx, releases_gil(t, moved))
+        else:
+            # Nothing between lock and unlock can raise.
+            if not t.thread_safe:
+                lock_target(t)
+            if releases_gil(t, moved):
                 with nogil:
                     zero_outputs(f)  # a large scrub need not hold the GIL either
                     rc = run_kernel(t, f, &ctx)
             else:
                 zero_outputs(f)
                 rc = run_kernel(t, f, &ctx)
-        finally:
             if not t.thread_safe:
                 unlock_target(t)
         if rc != 0:

@@ -11,7 +11,6 @@ cdef int run_callback(str name, const registry_target *t, object owner, Frame *f
     zero_outputs(f)
     try:
         results = callback(views)
-        check_results(name, results, f)
     except BaseException as exc:
         # The callback may have written an output through a reference of its own.
         zero_outputs(f)
@@ -20,6 +19,14 @@ cdef int run_callback(str name, const registry_target *t, object owner, Frame *f
         if isinstance(exc, PurityViolationError) or (
                 isinstance(exc, FfiError) and getattr(exc, "target", None) == name):
             raise  # this target's own error, said in its own words
+        raise CallFailedError(name, 1, f"{type(exc).__name__}: {exc}") from exc
+    try:
+        check_results(name, results, f)
+    except BaseException as exc:
+        zero_outputs(f)
+        if isinstance(exc, FfiError) or not isinstance(exc, Exception):
+            raise
+        # Python code of the results' own (__len__, __array__) failed.
         raise CallFailedError(name, 1, f"{type(exc).__name__}: {exc}") from exc
     return 0
 

@@ -65,11 +65,15 @@ cdef int32_t run_guarded(str name, const registry_target *t, Frame *f,
             memset(shadow + GUARD_BYTES + f.outputs[i].nbytes, GUARD_FILL, GUARD_BYTES)
             f.outputs[i].data = shadow + GUARD_BYTES
             shadowed += 1
+        if not t.thread_safe:
+            lock_target(t)
         if release:
             with nogil:
                 rc = run_kernel(t, f, ctx)
         else:
             rc = run_kernel(t, f, ctx)
+        if not t.thread_safe:
+            unlock_target(t)
         for i in range(f.n_outputs):
             shadow = <uint8_t *>f.outputs[i].data - GUARD_BYTES
             for k in range(GUARD_BYTES):
