@@ -68,15 +68,20 @@ def _child_env(env: dict | None) -> dict:
 def run_snippets(snippets: dict, timeout: float = TIMEOUT, env: dict | None = None) -> dict:
     """Run every code snippet in its own child interpreter, all at once.
 
-    Returns {key: (returncode, stdout, stderr)}.  A child still running at
+    A snippet may be a (code, extra_env) pair.  Returns
+    {key: (returncode, stdout, stderr)}.  A child still running at
     the timeout is killed (its whole process group: a forked grandchild
     too) and reported with returncode TIMED_OUT.
     """
     procs = {}
     for key, code in snippets.items():
+        extra = dict(env or {})
+        if isinstance(code, tuple):
+            code, more = code
+            extra.update(more)
         procs[key] = subprocess.Popen(
             _command(code), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env=_child_env(env), cwd=str(HERE.parent.parent), start_new_session=True,
+            env=_child_env(extra), cwd=str(HERE.parent.parent), start_new_session=True,
         )
     deadline = time.monotonic() + timeout
     results = {}
