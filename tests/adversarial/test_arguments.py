@@ -277,6 +277,7 @@ CALLBACK_BAD = {
 @pytest.mark.parametrize("bad", CALLBACK_BAD)
 def test_register_callback_arguments(bad):
     kwargs, expected = CALLBACK_BAD[bad]
+    kwargs = dict(kwargs)  # the table is shared by concurrent runs of this test
     fn = kwargs.pop("fn", lambda: ())
     r = fresh()
     before = r.names()

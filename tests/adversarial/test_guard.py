@@ -129,7 +129,7 @@ def env_results():
     return run_snippets({v: (ENV_SNIPPET, {"FJFFI_GUARD": v}) for v in ENV_CASES})
 
 
-@pytest.mark.parametrize("value", ENV_CASES)
+@pytest.mark.parametrize("value", ENV_CASES, ids=[repr(v) for v in ENV_CASES])
 def test_guard_environment_value(env_results, value):
     """Read at import, so each value is tried in a fresh child."""
     rc, out, err = env_results[value]

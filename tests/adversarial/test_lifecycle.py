@@ -408,9 +408,13 @@ def test_builtin_target_record_copies_equal(kind, name):
 # it runs itself: rebinding a field of the record it handed out (frozen
 # dataclasses yield to object.__setattr__ and __dict__) must change nothing.
 TARGET_SNIPPETS = {}
-for how in ("object.__setattr__(rec, 'owner', None)", "rec.__dict__['owner'] = None",
-            "object.__setattr__(rec, 'owner', RawProto(lambda *a: 5))"):
-    TARGET_SNIPPETS[f"ctypes-kernel-{how}"] = f"""
+REBIND = {
+    "setattr_None": "object.__setattr__(rec, 'owner', None)",
+    "dict_None": "rec.__dict__['owner'] = None",
+    "setattr_other": "object.__setattr__(rec, 'owner', RawProto(lambda *a: 5))",
+}
+for key, how in REBIND.items():
+    TARGET_SNIPPETS[f"ctypes_kernel-{key}"] = f"""
 r = fjffi.Registry()
 rec = r.register("k", RawProto(lambda i, ni, o, no: 0))
 {how}
@@ -420,7 +424,7 @@ fjffi.Call("k", r).invoke((), ())
 fjffi.Call("k", r).invoke((), ())
 print("ok")
 """
-    TARGET_SNIPPETS[f"callback-{how}"] = f"""
+    TARGET_SNIPPETS[f"callback-{key}"] = f"""
 r = fjffi.Registry()
 rec = r.register_callback("cb", lambda: np.float64(1.0))
 {how}
