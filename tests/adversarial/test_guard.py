@@ -141,3 +141,21 @@ def test_guard_environment_value(env_results, value):
     else:
         assert on == "True", f"FJFFI_GUARD={value!r} gives guard {on}"
         assert value.strip() in warned and value.strip(), f"no RuntimeWarning naming {value!r}: {warned}"
+
+
+GUARD_SET_AFTER_IMPORT = """
+os.environ["FJFFI_GUARD"] = "1"
+c = fjffi.Call("noop")
+(out,) = fjffi.call("noop", (), (np.zeros(2),))
+print(c.guard)
+"""
+
+
+@pytest.fixture(scope="module")
+def after_import_result():
+    return run_snippets({0: GUARD_SET_AFTER_IMPORT})[0]
+
+
+def test_guard_environment_is_read_at_import(after_import_result):
+    """Setting FJFFI_GUARD after import changes nothing."""
+    assert_clean(after_import_result, "False")
