@@ -15,7 +15,7 @@ import pytest
 import fjffi
 from fjffi import errors as E
 
-from conftest import assert_clean, run_snippets
+from .helpers import assert_clean, run_snippets
 
 RawProto = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_size_t,
                             ctypes.c_void_p, ctypes.c_size_t)

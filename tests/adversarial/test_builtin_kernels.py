@@ -11,7 +11,7 @@ import pytest
 import fjffi
 from fjffi import errors as E
 
-from conftest import assert_clean, run_snippets
+from .helpers import assert_clean, run_snippets
 
 # An output array ending exactly at a page boundary followed by an
 # inaccessible page: one byte too many written is a SIGSEGV.

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from conftest import assert_clean, run_snippets
+from .helpers import assert_clean, run_snippets
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 

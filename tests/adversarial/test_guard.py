@@ -10,7 +10,7 @@ import pytest
 import fjffi
 from fjffi import errors as E
 
-from conftest import assert_clean, run_snippets
+from .helpers import assert_clean, run_snippets
 
 UNDERRUN = """
 lib = ctypes.CDLL({lib!r})

@@ -10,7 +10,7 @@ import pytest
 
 import fjffi
 
-from conftest import assert_clean, run_snippets
+from .helpers import assert_clean, run_snippets
 
 # One value per call; a callback keeps the view it got and must later see
 # the value of its own call, whatever the calls after it passed.

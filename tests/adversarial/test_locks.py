@@ -13,7 +13,7 @@ import pytest
 
 import fjffi
 
-from conftest import assert_clean, run_snippets
+from .helpers import assert_clean, run_snippets
 
 HANG_AFTER = 12  # seconds; every case takes well under 2 s when it works
 
@@ -105,6 +105,7 @@ counter = iter(range(10**9))
 def k(ins, n_in, outs, n_out):
     r.register_callback(f"in_kernel_{{next(counter)}}", lambda: ())
     r.names(); "noop" in r; len(r)
+    time.sleep(0.0005)  # hands the GIL to another thread mid-kernel
     return 0
 kernel = RawProto(k)
 r.register("k", kernel, gil="{gil}", thread_safe={ts})
