@@ -17,6 +17,8 @@ from fjffi._core import (
     to_buffer,
 )
 from fjffi._callbacks import PurityConfig
+from fjffi._isolate import register_isolated
+from fjffi._spec import KernelSpec, spec
 from fjffi._targets import Target
 from fjffi.errors import (
     BufferMismatchError,
@@ -28,7 +30,9 @@ from fjffi.errors import (
     LayoutError,
     NullPointerError,
     PurityViolationError,
+    TargetCrashedError,
     TargetNotFoundError,
+    TargetTimeoutError,
     UnrepresentableValueError,
     UnsupportedDtypeError,
 )
@@ -60,11 +64,12 @@ def get_include():
 
 
 __all__ = [
-    "Buffer", "Call", "PurityConfig", "Registry", "Target", "call", "default_registry",
-    "from_buffer", "get_include", "register", "register_callback", "targets", "to_buffer",
+    "Buffer", "Call", "KernelSpec", "PurityConfig", "Registry", "Target", "call",
+    "default_registry", "from_buffer", "get_include", "register", "register_callback",
+    "register_isolated", "spec", "targets", "to_buffer",
     "__version__",
     "FfiError", "TargetNotFoundError", "DuplicateTargetError", "NullPointerError",
     "BufferMismatchError", "InvalidBoolByteError", "UnsupportedDtypeError",
     "UnrepresentableValueError", "LayoutError", "CallFailedError", "PurityViolationError",
-    "BufferOverrunError",
+    "BufferOverrunError", "TargetCrashedError", "TargetTimeoutError",
 ]

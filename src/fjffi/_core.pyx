@@ -1153,6 +1153,11 @@ cdef int run_callback(str name, const registry_target *t, object owner, Frame *f
     views = tuple([readonly_view(&f.inputs[i], owner) for i in range(f.n_inputs)])
     zero_outputs(f)
     try:
+        if getattr(callback.fn, "takes_outputs", False):
+            # It writes the outputs itself (an isolated target).
+            callback.fn(views, tuple([readonly_view(&f.outputs[i], owner, True)
+                                      for i in range(f.n_outputs)]))
+            return 0
         results = callback(views)
     except (CallFailedError, PurityViolationError):
         zero_outputs(f)
@@ -1183,15 +1188,16 @@ cdef tuple describe_shape(const fjffi_buffer *desc):
     return tuple([desc.shape[i] for i in range(desc.ndim)])
 
 
-cdef object readonly_view(const fjffi_buffer *desc, object owner):
-    """A read-only ndarray over a descriptor's memory, keeping owner alive."""
+cdef object readonly_view(const fjffi_buffer *desc, object owner, bint writable=False):
+    """A read-only (or writable) ndarray over a descriptor's memory, keeping owner alive."""
     dt = code_dtype(desc.dtype)
     if isinstance(dt, str):
         raise UnsupportedDtypeError("bfloat16", "install ml_dtypes to pass bfloat16 to a callback")
     Py_INCREF(dt)
     arr = PyArray_NewFromDescr(<type>np.ndarray, <cnp.dtype>dt, desc.ndim,
                                <cnp.npy_intp *>desc.shape, NULL, desc.data,
-                               cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED, None)
+                               cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED
+                               | (cnp.NPY_ARRAY_WRITEABLE if writable else 0), None)
     Py_INCREF(owner)
     cnp.PyArray_SetBaseObject(<cnp.ndarray>arr, owner)
     return arr

@@ -1,0 +1,363 @@
+"""Isolated targets: the kernel runs in a worker process, so that a crash or
+a hang in it becomes an exception in the caller.
+
+The caller registers an IsolatedRunner as a callback that writes the
+outputs itself (``takes_outputs``): fjffi._core validates the buffers and
+zeroes the outputs as for any target, then hands the runner the input
+views and the output arrays.  The runner copies the inputs into a shared
+memory segment it owns, sends the worker a small message (shapes, dtypes,
+offsets), and the worker calls the kernel with ``fjffi.Call.invoke`` on
+arrays over the same segment, so the same validation and zeroing run there
+too; then the runner copies the outputs back.  Array data is never pickled.
+
+A worker is started with the "forkserver" start method (never a fork of
+the threaded caller), replays the target's KernelSpec in a registry of its
+own, and serves calls until its pipe closes.  If it dies during a call
+(signal or exit), the call raises TargetCrashedError; if it does not answer
+within the timeout it is killed and the call raises TargetTimeoutError.
+Either way the next call starts a fresh worker.
+
+Order: each runner has a fixed number of workers (1 by default); a call
+takes an idle one, and calls waiting for a worker are served in arrival
+order (queue.Queue wakes its waiters first come, first served).  With one
+worker the calls to a target therefore run one at a time, in arrival order.
+"""
+
+from __future__ import annotations
+
+import atexit
+import multiprocessing
+import pickle
+import queue
+import weakref
+from multiprocessing import spawn
+from multiprocessing.shared_memory import SharedMemory
+
+import numpy as np
+
+from fjffi.errors import CallFailedError, DuplicateTargetError, TargetCrashedError
+from fjffi.errors import TargetTimeoutError
+
+__all__ = ["IsolatedRunner", "register_isolated", "register_isolated_spec"]
+
+# Offsets of the buffers in the shared segment are multiples of this, so
+# every array there is aligned for any dtype (and for SIMD loads).
+ALIGN = 64
+MIN_SEGMENT = 1 << 20
+# A worker that cannot start and replay its spec in this time is a failure.
+START_TIMEOUT = 60.0
+
+_runners: weakref.WeakSet = weakref.WeakSet()
+
+
+WORKER_PREFIX = "fjffi-isolated-"
+
+
+def context():
+    """The forkserver context, with this module preloaded in the server so a
+    new worker starts by a fork of a process that already imported fjffi
+    (a restart after a crash costs milliseconds, not an interpreter start).
+
+    __main__ is taken off the preload list: the server would run the
+    caller's script, which may register isolated targets at top level."""
+    ctx = multiprocessing.get_context("forkserver")
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    if server is not None and getattr(server, "_forkserver_address", 1) is None:
+        preload = [m for m in getattr(server, "_preload_modules", []) if m != "__main__"]
+        if __name__ not in preload:
+            ctx.set_forkserver_preload(preload + [__name__])
+    return ctx
+
+
+def prepare_without_main(data, _prepare=spawn.prepare):
+    """spawn.prepare, but a worker of an isolated target does not import the
+    caller's __main__: the worker runs only fjffi code, and a script without
+    an ``if __name__ == "__main__"`` guard would run again in it.  Installed
+    here so it takes effect in the forkserver, which preloads this module."""
+    if str(data.get("name", "")).startswith(WORKER_PREFIX):
+        data = {k: v for k, v in data.items()
+                if k not in ("init_main_from_path", "init_main_from_name")}
+    _prepare(data)
+
+
+if getattr(spawn.prepare, "__name__", "") != "prepare_without_main":
+    spawn.prepare = prepare_without_main
+
+
+class Worker:
+    """One worker process and the shared segment it computes in.
+
+    Used by one thread at a time (the runner's queue hands it out)."""
+
+    def __init__(self, spec, public_name: str):
+        self.spec = spec
+        self.public_name = public_name
+        self.process = None
+        self.conn = None
+        self.segment: SharedMemory | None = None
+        self.segment_sent = False  # whether the worker has attached self.segment
+
+    def start(self) -> None:
+        ctx = context()
+        parent, child = ctx.Pipe(duplex=True)
+        process = ctx.Process(target=worker_main, args=(child, self.spec), daemon=True,
+                              name=WORKER_PREFIX + self.public_name)
+        process.start()
+        child.close()  # so the worker's death is an EOF here
+        self.process, self.conn, self.segment_sent = process, parent, False
+        if not parent.poll(START_TIMEOUT):
+            self.stop()
+            raise RuntimeError(f"isolated target {self.public_name!r}: the worker did not "
+                               f"start within {START_TIMEOUT} s")
+        try:
+            reply = parent.recv_bytes()
+        except (EOFError, OSError):
+            status = self.stop()
+            raise RuntimeError(f"isolated target {self.public_name!r}: the worker died while "
+                               f"starting (exit code {status})") from None
+        if reply:
+            self.stop()
+            raise pickle.loads(reply)
+
+    def stop(self) -> int | None:
+        """Kill the worker if it runs; its exit code."""
+        process, conn = self.process, self.conn
+        self.process = self.conn = None
+        if conn is not None:
+            conn.close()
+        if process is None:
+            return None
+        if process.exitcode is None:
+            process.join(0.5)  # it may be exiting on its own (a crash being reported)
+        if process.exitcode is None:
+            process.kill()
+            process.join()
+        status = process.exitcode
+        process.close()
+        return status
+
+    def close(self) -> None:
+        self.stop()
+        if self.segment is not None:
+            self.segment.close()
+            self.segment.unlink()
+            self.segment = None
+
+    def ensure_segment(self, nbytes: int) -> None:
+        if self.segment is not None and self.segment.size >= nbytes:
+            return
+        size = max(nbytes, MIN_SEGMENT)
+        if self.segment is not None:
+            size = max(size, 2 * self.segment.size)  # grow geometrically
+            self.segment.close()
+            self.segment.unlink()
+            self.segment = None
+        self.segment = SharedMemory(create=True, size=size)
+        self.segment_sent = False
+
+    def run(self, inputs: tuple, outputs: tuple, timeout: float | None) -> None:
+        if self.process is None:
+            self.start()
+        layout, offset = [], 0
+        for arr in inputs + outputs:
+            layout.append((offset, arr.dtype, arr.shape))
+            offset += -(-arr.nbytes // ALIGN) * ALIGN
+        self.ensure_segment(offset)
+        buf = self.segment.buf
+        for arr, (start, dtype, shape) in zip(inputs, layout):
+            np.ndarray(shape, dtype, buffer=buf, offset=start)[...] = arr
+        name = None if self.segment_sent else self.segment.name
+        n = len(inputs)
+        self.conn.send_bytes(pickle.dumps((name, layout[:n], layout[n:]), protocol=5))
+        self.segment_sent = True
+        if not self.conn.poll(timeout):
+            self.stop()
+            raise TargetTimeoutError(self.public_name, timeout)
+        try:
+            reply = self.conn.recv_bytes()
+        except (EOFError, OSError):
+            status = self.stop()
+            if status is not None and status < 0:
+                raise TargetCrashedError(self.public_name, -status) from None
+            raise TargetCrashedError(self.public_name, None, status) from None
+        if reply:
+            raise pickle.loads(reply)
+        for arr, (start, dtype, shape) in zip(outputs, layout[n:]):
+            arr[...] = np.ndarray(shape, dtype, buffer=buf, offset=start)
+
+
+class IsolatedRunner:
+    """The callable an isolated target is registered as (see the module doc).
+
+    takes_outputs tells fjffi._core to call it with (input views, output
+    arrays) and let it write the outputs.
+    """
+
+    takes_outputs = True
+
+    def __init__(self, spec, public_name: str, timeout: float | None, workers: int = 1):
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds or None, "
+                             f"not {timeout!r}")
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, not {workers!r}")
+        self.spec = spec
+        self.name = public_name
+        self.timeout = timeout
+        self.workers = [Worker(spec, public_name) for _ in range(workers)]
+        self.idle: queue.Queue = queue.Queue()
+        for worker in self.workers:
+            self.idle.put(worker)
+        self.closed = False
+        _runners.add(self)
+
+    def __repr__(self):
+        return (f"IsolatedRunner({self.name!r}, {self.spec.describe()}, timeout={self.timeout}, "
+                f"workers={len(self.workers)})")
+
+    def start(self) -> None:
+        """Start one worker now, so a spec that cannot be replayed fails at
+        registration rather than at the first call."""
+        worker = self.idle.get()
+        try:
+            if worker.process is None:
+                worker.start()
+        finally:
+            self.idle.put(worker)
+
+    def __call__(self, inputs: tuple, outputs: tuple) -> None:
+        if self.closed:
+            raise CallFailedError(self.name, -1, "its isolated runner was closed")
+        worker = self.idle.get()
+        try:
+            worker.run(inputs, outputs, self.timeout)
+        finally:
+            self.idle.put(worker)
+
+    def close(self) -> None:
+        """Stop the workers and free the shared memory (at exit, too)."""
+        self.closed = True
+        for worker in self.workers:
+            worker.close()
+
+
+@atexit.register
+def close_all() -> None:
+    for runner in list(_runners):
+        runner.close()
+
+
+def worker_main(conn, spec) -> None:
+    """The worker process: replay the spec, then serve calls until EOF."""
+    try:
+        import resource
+
+        # A crashing kernel is expected here: no core file per crash.
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (ImportError, ValueError, OSError):
+        pass
+    import fjffi
+
+    registry = fjffi.Registry()
+    try:
+        spec.register(registry)
+    except Exception as exc:
+        conn.send_bytes(picklable(exc, spec.name))
+        return
+    call = fjffi.Call(spec.name, registry)
+    conn.send_bytes(b"")
+    segment = None
+    while True:
+        try:
+            message = conn.recv_bytes()
+        except (EOFError, OSError):
+            break
+        name, in_layout, out_layout = pickle.loads(message)
+        if name is not None:
+            if segment is not None:
+                segment.close()
+            # Attaching registers the name with the resource tracker the
+            # worker shares with the caller, where it is already registered
+            # (a set): the caller's unlink is what unregisters it.
+            segment = SharedMemory(name=name)
+        buf = segment.buf
+        inputs = tuple(np.ndarray(shape, dtype, buffer=buf, offset=start)
+                       for start, dtype, shape in in_layout)
+        outputs = tuple(np.ndarray(shape, dtype, buffer=buf, offset=start)
+                        for start, dtype, shape in out_layout)
+        try:
+            call.invoke(inputs, outputs)
+            reply = b""
+        except Exception as exc:
+            reply = picklable(exc, spec.name)
+        del inputs, outputs, buf  # no view may outlive the segment
+        conn.send_bytes(reply)
+    if segment is not None:
+        segment.close()
+
+
+def picklable(exc: Exception, name: str) -> bytes:
+    try:
+        data = pickle.dumps(exc)
+        pickle.loads(data)
+        return data
+    except Exception:
+        return pickle.dumps(CallFailedError(name, 1, f"{type(exc).__name__}: {exc}"))
+
+
+def register_isolated_spec(spec, registry, *, timeout=None, workers=1, name=None):
+    """Register spec's kernel under name (default spec.name) as an isolated
+    target of registry; idempotent like KernelSpec.register."""
+    public = spec.name if name is None else name
+    if public in registry:
+        return spec.check_holds(registry, name=public, isolated=True, timeout=timeout)
+    runner = IsolatedRunner(spec, public, timeout, workers)
+    try:
+        runner.start()
+        return registry.register_callback(public, runner, flavor="pure")
+    except DuplicateTargetError:
+        runner.close()
+        return spec.check_holds(registry, name=public, isolated=True, timeout=timeout)
+    except BaseException:
+        runner.close()
+        raise
+
+
+def register_isolated(name_or_spec, *, name=None, timeout=None, workers=1, registry=None):
+    """Register a kernel as an isolated target: it runs in a worker process,
+    and a crash (signal, exit) or a call past timeout seconds raises
+    TargetCrashedError or TargetTimeoutError in the caller instead of
+    killing or blocking it.
+
+    name_or_spec: a KernelSpec, or the name of a target registered in
+    registry, whose spec (fjffi.spec) is used.  name: the name to register
+    under; by default the spec's name, or for a target name ``name +
+    ".isolated"`` (the target itself holds its name).  workers: how many
+    worker processes serve calls to it (calls beyond that wait, first come,
+    first served).  Returns the Target (kind "callback"; its
+    ``owner.fn`` is the IsolatedRunner).
+    """
+    from fjffi._core import default_registry
+    from fjffi._spec import KernelSpec, spec
+
+    if registry is None:
+        registry = default_registry
+    if isinstance(name_or_spec, KernelSpec):
+        kernel = name_or_spec
+    elif isinstance(name_or_spec, str):
+        kernel = spec(name_or_spec, registry)
+        if name is None:
+            name = name_or_spec + ".isolated"
+    else:
+        raise TypeError(f"register_isolated takes a KernelSpec or a target name, "
+                        f"not {type(name_or_spec).__name__}")
+    return register_isolated_spec(kernel, registry, timeout=timeout, workers=workers, name=name)
+
+
+def is_isolated(target) -> bool:
+    """Whether a Target record is an isolated target."""
+    fn = getattr(target.owner, "fn", None)
+    return isinstance(fn, IsolatedRunner)
+

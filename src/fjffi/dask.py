@@ -1,0 +1,1 @@
+"""fjffi kernels on dask arrays (placeholder, filled in below)."""
