@@ -80,3 +80,25 @@ int32_t iso_pid(const fjffi_buffer *inputs, size_t n_inputs, const fjffi_buffer 
     *(int64_t *)outputs[0].data = (int64_t)getpid();
     return 0;
 }
+
+/*
+ * in0: a mode (int64 scalar); out0: float64 scalar.  Mode 0 writes 1.0 and
+ * returns; 1 segfaults, 2 aborts, 3 exits with status 3, 4 loops forever,
+ * each after writing 2.0 to its output.
+ */
+int32_t iso_mode(const fjffi_buffer *inputs, size_t n_inputs, const fjffi_buffer *outputs,
+                 size_t n_outputs, fjffi_context *ctx) {
+    if (n_inputs != 1 || n_outputs != 1 || inputs[0].dtype != FJFFI_INT64 ||
+        outputs[0].dtype != FJFFI_FLOAT64 || outputs[0].ndim != 0)
+        return fjffi_fail(ctx, 1, "iso_mode: int64 mode in, float64 scalar out");
+    int64_t mode = *(const int64_t *)inputs[0].data;
+    *(double *)outputs[0].data = mode == 0 ? 1.0 : 2.0;
+    switch (mode) {
+    case 0: return 0;
+    case 1: return iso_segfault(inputs, n_inputs, outputs, 0, ctx);
+    case 2: return iso_abort(inputs, n_inputs, outputs, 0, ctx);
+    case 3: return iso_exit(inputs, n_inputs, outputs, 0, ctx);
+    case 4: return iso_loop(inputs, n_inputs, outputs, 0, ctx);
+    default: return fjffi_fail(ctx, 2, "iso_mode: unknown mode");
+    }
+}
