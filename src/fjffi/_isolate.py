@@ -25,10 +25,12 @@ worker the calls to a target therefore run one at a time, in arrival order.
 
 from __future__ import annotations
 
-import atexit
 import multiprocessing
+import os
 import pickle
 import queue
+import select
+import struct
 import weakref
 from multiprocessing import spawn
 from multiprocessing.shared_memory import SharedMemory
@@ -46,8 +48,6 @@ ALIGN = 64
 MIN_SEGMENT = 1 << 20
 # A worker that cannot start and replay its spec in this time is a failure.
 START_TIMEOUT = 60.0
-
-_runners: weakref.WeakSet = weakref.WeakSet()
 
 
 WORKER_PREFIX = "fjffi-isolated-"
@@ -95,37 +95,53 @@ class Worker:
         self.spec = spec
         self.public_name = public_name
         self.process = None
-        self.conn = None
+        self.conns = ()
+        self.fd = self.write_fd = -1
+        self.poller = None
         self.segment: SharedMemory | None = None
         self.segment_sent = False  # whether the worker has attached self.segment
 
     def start(self) -> None:
         ctx = context()
-        parent, child = ctx.Pipe(duplex=True)
-        process = ctx.Process(target=worker_main, args=(child, self.spec), daemon=True,
-                              name=WORKER_PREFIX + self.public_name)
+        # Two pipes rather than a socket pair: a pipe wakes the reader faster.
+        child_reader, parent_writer = ctx.Pipe(duplex=False)
+        parent_reader, child_writer = ctx.Pipe(duplex=False)
+        process = ctx.Process(target=worker_main, args=(child_reader, child_writer, self.spec),
+                              daemon=True, name=WORKER_PREFIX + self.public_name)
         process.start()
-        child.close()  # so the worker's death is an EOF here
-        self.process, self.conn, self.segment_sent = process, parent, False
-        if not parent.poll(START_TIMEOUT):
+        child_reader.close()  # so the worker's death is an EOF here
+        child_writer.close()
+        self.process, self.conns, self.segment_sent = process, (parent_reader, parent_writer), False
+        self.fd, self.write_fd = parent_reader.fileno(), parent_writer.fileno()
+        self.poller = select.poll()
+        self.poller.register(self.fd, select.POLLIN)
+        reply = self.receive(START_TIMEOUT)
+        if reply is None:
+            status = self.stop()
+            raise RuntimeError(f"isolated target {self.public_name!r}: the worker died while "
+                               f"starting (exit code {status})")
+        if reply is False:
             self.stop()
             raise RuntimeError(f"isolated target {self.public_name!r}: the worker did not "
                                f"start within {START_TIMEOUT} s")
-        try:
-            reply = parent.recv_bytes()
-        except (EOFError, OSError):
-            status = self.stop()
-            raise RuntimeError(f"isolated target {self.public_name!r}: the worker died while "
-                               f"starting (exit code {status})") from None
         if reply:
             self.stop()
             raise pickle.loads(reply)
 
+    def receive(self, timeout: float | None):
+        """The worker's next message; None if it died, False on timeout."""
+        if timeout is not None and not self.poller.poll(timeout * 1000.0):
+            return False
+        try:
+            return receive_message(self.fd)
+        except OSError:
+            return None
+
     def stop(self) -> int | None:
         """Kill the worker if it runs; its exit code."""
-        process, conn = self.process, self.conn
-        self.process = self.conn = None
-        if conn is not None:
+        process, conns = self.process, self.conns
+        self.process, self.conns = None, ()
+        for conn in conns:
             conn.close()
         if process is None:
             return None
@@ -162,7 +178,10 @@ class Worker:
             self.start()
         layout, offset = [], 0
         for arr in inputs + outputs:
-            layout.append((offset, arr.dtype, arr.shape))
+            dtype = arr.dtype
+            # A numpy dtype travels as its short string (cheaper to pickle);
+            # one from elsewhere (ml_dtypes) as itself.
+            layout.append((offset, dtype.str if dtype.isbuiltin == 1 else dtype, arr.shape))
             offset += -(-arr.nbytes // ALIGN) * ALIGN
         self.ensure_segment(offset)
         buf = self.segment.buf
@@ -170,22 +189,44 @@ class Worker:
             np.ndarray(shape, dtype, buffer=buf, offset=start)[...] = arr
         name = None if self.segment_sent else self.segment.name
         n = len(inputs)
-        self.conn.send_bytes(pickle.dumps((name, layout[:n], layout[n:]), protocol=5))
+        send_message(self.write_fd, pickle.dumps((name, layout[:n], layout[n:]), protocol=5))
         self.segment_sent = True
-        if not self.conn.poll(timeout):
+        reply = self.receive(timeout)
+        if reply is False:
             self.stop()
             raise TargetTimeoutError(self.public_name, timeout)
-        try:
-            reply = self.conn.recv_bytes()
-        except (EOFError, OSError):
+        if reply is None:
             status = self.stop()
             if status is not None and status < 0:
-                raise TargetCrashedError(self.public_name, -status) from None
-            raise TargetCrashedError(self.public_name, None, status) from None
+                raise TargetCrashedError(self.public_name, -status)
+            raise TargetCrashedError(self.public_name, None, status)
         if reply:
             raise pickle.loads(reply)
         for arr, (start, dtype, shape) in zip(outputs, layout[n:]):
             arr[...] = np.ndarray(shape, dtype, buffer=buf, offset=start)
+
+
+# Messages on a worker's pipes: a 4-byte length, then that many bytes.  The
+# two sides take turns, so a read never sees more than one message.
+HEADER = struct.Struct("<I")
+READ_SIZE = 1 << 16
+
+
+def send_message(fd: int, payload: bytes) -> None:
+    data = memoryview(HEADER.pack(len(payload)) + payload)
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def receive_message(fd: int) -> bytes | None:
+    """The payload of the next message, or None at EOF."""
+    data = os.read(fd, READ_SIZE)
+    while len(data) < HEADER.size or len(data) < HEADER.size + HEADER.unpack_from(data)[0]:
+        more = os.read(fd, READ_SIZE)
+        if not more:
+            return None
+        data += more
+    return data[HEADER.size:]
 
 
 class IsolatedRunner:
@@ -211,7 +252,9 @@ class IsolatedRunner:
         for worker in self.workers:
             self.idle.put(worker)
         self.closed = False
-        _runners.add(self)
+        # Workers stop and segments are unlinked when the runner goes (its
+        # registry was dropped) or at exit, whichever comes first.
+        self.finalizer = weakref.finalize(self, close_workers, self.workers)
 
     def __repr__(self):
         return (f"IsolatedRunner({self.name!r}, {self.spec.describe()}, timeout={self.timeout}, "
@@ -239,17 +282,15 @@ class IsolatedRunner:
     def close(self) -> None:
         """Stop the workers and free the shared memory (at exit, too)."""
         self.closed = True
-        for worker in self.workers:
-            worker.close()
+        self.finalizer()
 
 
-@atexit.register
-def close_all() -> None:
-    for runner in list(_runners):
-        runner.close()
+def close_workers(workers) -> None:
+    for worker in workers:
+        worker.close()
 
 
-def worker_main(conn, spec) -> None:
+def worker_main(reader, writer, spec) -> None:
     """The worker process: replay the spec, then serve calls until EOF."""
     try:
         import resource
@@ -264,15 +305,18 @@ def worker_main(conn, spec) -> None:
     try:
         spec.register(registry)
     except Exception as exc:
-        conn.send_bytes(picklable(exc, spec.name))
+        send_message(writer.fileno(), picklable(exc, spec.name))
         return
     call = fjffi.Call(spec.name, registry)
-    conn.send_bytes(b"")
+    fd, write_fd = reader.fileno(), writer.fileno()
+    send_message(write_fd, b"")
     segment = None
     while True:
         try:
-            message = conn.recv_bytes()
-        except (EOFError, OSError):
+            message = receive_message(fd)
+        except OSError:
+            break
+        if message is None:
             break
         name, in_layout, out_layout = pickle.loads(message)
         if name is not None:
@@ -293,7 +337,7 @@ def worker_main(conn, spec) -> None:
         except Exception as exc:
             reply = picklable(exc, spec.name)
         del inputs, outputs, buf  # no view may outlive the segment
-        conn.send_bytes(reply)
+        send_message(write_fd, reply)
     if segment is not None:
         segment.close()
 
