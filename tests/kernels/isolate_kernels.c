@@ -102,3 +102,13 @@ int32_t iso_mode(const fjffi_buffer *inputs, size_t n_inputs, const fjffi_buffer
     default: return fjffi_fail(ctx, 2, "iso_mode: unknown mode");
     }
 }
+
+/* out0 = in0 (any dtype, same size), after sleeping 300 ms. */
+int32_t iso_slow_copy(const fjffi_buffer *inputs, size_t n_inputs, const fjffi_buffer *outputs,
+                      size_t n_outputs, fjffi_context *ctx) {
+    if (n_inputs != 1 || n_outputs != 1 || inputs[0].nbytes != outputs[0].nbytes)
+        return fjffi_fail(ctx, 1, "iso_slow_copy: 1 in, 1 out of one size");
+    usleep(300000);
+    memcpy(outputs[0].data, inputs[0].data, inputs[0].nbytes);
+    return 0;
+}
