@@ -10,6 +10,8 @@ import os
 import pathlib
 import pickle
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -239,3 +241,44 @@ def test_calls_from_several_threads(reg, lib_path, workers):
         t.join(SAFETY)
     assert not errors and not any(t.is_alive() for t in threads)
     assert 1 <= len(pids) <= workers
+
+
+# --- processes --------------------------------------------------------------
+
+def run_script(tmp_path, text, lib_path):
+    script = tmp_path / "script.py"
+    script.write_text(text.replace("LIB", repr(str(lib_path))))
+    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=SAFETY)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+def test_a_script_without_a_main_guard_is_not_run_again_by_the_worker(tmp_path, lib_path):
+    # Top-level code, no `if __name__ == "__main__"`: a worker importing the
+    # script would register and print again.
+    out = run_script(tmp_path, """
+import numpy as np, fjffi
+fjffi.KernelSpec.for_library("neg", LIB, "iso_negate", api_version=1).register(
+    isolate=True, timeout=60)
+print("ran", fjffi.call("neg", (np.arange(2.0),), (np.empty(2),))[0].tolist())
+""", lib_path)
+    assert out == ["ran", "[-0.0,", "-1.0]"]
+
+
+def test_a_forked_child_gets_its_own_worker_and_leaves_the_parents(tmp_path, lib_path):
+    out = run_script(tmp_path, """
+import os, sys, numpy as np, fjffi
+fjffi.KernelSpec.for_library("pid", LIB, "iso_pid", api_version=1).register(
+    isolate=True, timeout=60)
+def worker_pid():
+    return int(fjffi.call("pid", (), (np.empty((), np.int64),))[0])
+first = worker_pid()
+child = os.fork()
+if child == 0:
+    print("child", worker_pid() not in (first, os.getpid()), flush=True)
+    sys.exit(0)  # a normal exit: its exit handlers run
+os.waitpid(child, 0)
+print("parent", worker_pid() == first)
+""", lib_path)
+    assert out == ["child", "True", "parent", "True"]

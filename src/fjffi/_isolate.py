@@ -59,7 +59,11 @@ def context():
     (a restart after a crash costs milliseconds, not an interpreter start).
 
     __main__ is taken off the preload list: the server would run the
-    caller's script, which may register isolated targets at top level."""
+    caller's script, which may register isolated targets at top level.  In
+    a forked child of a process that started the forkserver, the server is
+    not its own to use, so workers start with "spawn" there."""
+    if forked:
+        return multiprocessing.get_context("spawn")
     ctx = multiprocessing.get_context("forkserver")
     from multiprocessing import forkserver
 
@@ -71,19 +75,30 @@ def context():
     return ctx
 
 
-def prepare_without_main(data, _prepare=spawn.prepare):
-    """spawn.prepare, but a worker of an isolated target does not import the
-    caller's __main__: the worker runs only fjffi code, and a script without
-    an ``if __name__ == "__main__"`` guard would run again in it.  Installed
-    here so it takes effect in the forkserver, which preloads this module."""
-    if str(data.get("name", "")).startswith(WORKER_PREFIX):
-        data = {k: v for k, v in data.items()
-                if k not in ("init_main_from_path", "init_main_from_name")}
-    _prepare(data)
+forked = False
 
 
-if getattr(spawn.prepare, "__name__", "") != "prepare_without_main":
-    spawn.prepare = prepare_without_main
+def mark_forked() -> None:
+    global forked
+    forked = True
+
+
+os.register_at_fork(after_in_child=mark_forked)
+
+
+def preparation_data_without_main(name, _get=spawn.get_preparation_data):
+    """spawn.get_preparation_data, but a worker of an isolated target does
+    not import the caller's __main__: it runs only fjffi code, and a script
+    without an ``if __name__ == "__main__"`` guard would run again in it."""
+    data = _get(name)
+    if str(name).startswith(WORKER_PREFIX):
+        data.pop("init_main_from_path", None)
+        data.pop("init_main_from_name", None)
+    return data
+
+
+if getattr(spawn.get_preparation_data, "__name__", "") != "preparation_data_without_main":
+    spawn.get_preparation_data = preparation_data_without_main
 
 
 class Worker:
@@ -100,6 +115,21 @@ class Worker:
         self.poller = None
         self.segment: SharedMemory | None = None
         self.segment_sent = False  # whether the worker has attached self.segment
+        # A forked child inherits this object but not the right to talk to
+        # the parent's worker or to unlink its segment.
+        self.owner_pid = os.getpid()
+
+    def forget_if_forked(self) -> None:
+        if self.owner_pid == os.getpid():
+            return
+        for conn in self.conns:
+            conn.close()  # this process's copies only
+        if self.process is not None:
+            # Or multiprocessing's exit handler here would terminate the
+            # parent's worker, a daemon it lists among this process's children.
+            multiprocessing.process._children.discard(self.process)
+        self.process, self.conns, self.segment, self.segment_sent = None, (), None, False
+        self.owner_pid = os.getpid()
 
     def start(self) -> None:
         ctx = context()
@@ -155,6 +185,7 @@ class Worker:
         return status
 
     def close(self) -> None:
+        self.forget_if_forked()
         self.stop()
         if self.segment is not None:
             self.segment.close()
@@ -174,6 +205,7 @@ class Worker:
         self.segment_sent = False
 
     def run(self, inputs: tuple, outputs: tuple, timeout: float | None) -> None:
+        self.forget_if_forked()
         if self.process is None:
             self.start()
         layout, offset = [], 0
@@ -255,6 +287,10 @@ class IsolatedRunner:
         # Workers stop and segments are unlinked when the runner goes (its
         # registry was dropped) or at exit, whichever comes first.
         self.finalizer = weakref.finalize(self, close_workers, self.workers)
+        # A fork in the middle of another thread's call leaves that worker
+        # out of the queue in the child: the child starts with all of them.
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: reset_after_fork(ref()))
 
     def __repr__(self):
         return (f"IsolatedRunner({self.name!r}, {self.spec.describe()}, timeout={self.timeout}, "
@@ -283,6 +319,15 @@ class IsolatedRunner:
         """Stop the workers and free the shared memory (at exit, too)."""
         self.closed = True
         self.finalizer()
+
+
+def reset_after_fork(runner) -> None:
+    if runner is None:
+        return
+    runner.idle = queue.Queue()
+    for worker in runner.workers:
+        worker.forget_if_forked()
+        runner.idle.put(worker)
 
 
 def close_workers(workers) -> None:

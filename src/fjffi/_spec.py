@@ -15,7 +15,7 @@ import importlib
 import os
 import pickle
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from fjffi._callbacks import FLAVORS, PurityConfig
 from fjffi._targets import foreign_address
@@ -285,6 +285,10 @@ def describe_target(target) -> tuple[KernelSpec, bool, float | None]:
         fn = target.owner.fn
         inner = getattr(fn, "spec", None)
         if getattr(fn, "takes_outputs", False) and isinstance(inner, KernelSpec):
+            # Named as registered here, where the kind allows another name.
+            if inner.kind != "builtin" and not (inner.kind == "module"
+                                                and inner.attribute is None):
+                inner = replace(inner, name=name)
             return inner, True, fn.timeout
         return (KernelSpec.for_callback(name, fn, flavor=target.flavor,
                                         purity=target.owner.purity), False, None)
