@@ -34,7 +34,7 @@ def main(argv=None) -> int:
 
     n, chunk = (args.mib << 20) // 8, (args.chunk_mib << 20) // 8
     with LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address=None) as cluster, Client(cluster):
         x = da.random.random(n, chunks=chunk).persist()
         wait(x)
         cases = {

@@ -17,7 +17,6 @@ from fjffi._core import (
     to_buffer,
 )
 from fjffi._callbacks import PurityConfig
-from fjffi._isolate import register_isolated
 from fjffi._spec import KernelSpec, spec
 from fjffi._targets import Target
 from fjffi.errors import (
@@ -51,6 +50,17 @@ def register(name, target, *, api_version=0, gil="auto", thread_safe=True, keep_
 def register_callback(name, fn, *, flavor="pure", purity=None):
     """Register a Python callable in the default registry (see Registry.register_callback)."""
     return default_registry.register_callback(name, fn, flavor=flavor, purity=purity)
+
+
+def register_isolated(name_or_spec, *, name=None, timeout=None, workers=1, registry=None):
+    """Register a kernel to run in a worker process, so that a crash or a
+    call past timeout seconds raises TargetCrashedError or TargetTimeoutError
+    instead of killing or blocking the caller (see fjffi._isolate)."""
+    # Imported here: multiprocessing and shared memory only for those who isolate.
+    from fjffi._isolate import register_isolated as register_in_worker
+
+    return register_in_worker(name_or_spec, name=name, timeout=timeout, workers=workers,
+                              registry=registry)
 
 
 def targets():

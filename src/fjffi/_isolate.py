@@ -37,8 +37,12 @@ from multiprocessing.shared_memory import SharedMemory
 
 import numpy as np
 
-from fjffi.errors import CallFailedError, DuplicateTargetError, TargetCrashedError
-from fjffi.errors import TargetTimeoutError
+from fjffi.errors import (
+    CallFailedError,
+    DuplicateTargetError,
+    TargetCrashedError,
+    TargetTimeoutError,
+)
 
 __all__ = ["IsolatedRunner", "register_isolated", "register_isolated_spec"]
 
@@ -349,7 +353,7 @@ def worker_main(reader, writer, spec) -> None:
     registry = fjffi.Registry()
     try:
         spec.register(registry)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure goes back to the caller
         send_message(writer.fileno(), picklable(exc, spec.name))
         return
     call = fjffi.Call(spec.name, registry)
@@ -379,7 +383,7 @@ def worker_main(reader, writer, spec) -> None:
         try:
             call.invoke(inputs, outputs)
             reply = b""
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure goes back to the caller
             reply = picklable(exc, spec.name)
         del inputs, outputs, buf  # no view may outlive the segment
         send_message(write_fd, reply)
@@ -392,7 +396,7 @@ def picklable(exc: Exception, name: str) -> bytes:
         data = pickle.dumps(exc)
         pickle.loads(data)
         return data
-    except Exception:
+    except Exception:  # noqa: BLE001 - an exception that does not pickle
         return pickle.dumps(CallFailedError(name, 1, f"{type(exc).__name__}: {exc}"))
 
 

@@ -9,7 +9,6 @@ task, an isolated runner) can register the same kernel under the same name.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import importlib
 import os
@@ -292,8 +291,8 @@ def describe_target(target) -> tuple[KernelSpec, bool, float | None]:
             return inner, True, fn.timeout
         return (KernelSpec.for_callback(name, fn, flavor=target.flavor,
                                         purity=target.owner.purity), False, None)
-    options = dict(api_version=target.api_version, gil=target.gil,
-                   thread_safe=target.thread_safe)
+    options = {"api_version": target.api_version, "gil": target.gil,
+               "thread_safe": target.thread_safe}
     owner = target.owner
     if owner is None:
         raise ValueError(
@@ -328,8 +327,10 @@ class DlInfo(ctypes.Structure):
                 ("dli_sname", ctypes.c_char_p), ("dli_saddr", ctypes.c_void_p)]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def dladdr_function():
+    import ctypes.util
+
     # glibc 2.34+ has dladdr in libc; older ones in libdl.
     for lib in (None, ctypes.util.find_library("c"), ctypes.util.find_library("dl")):
         try:
@@ -387,7 +388,7 @@ def module_holding(obj) -> tuple[str, str] | None:
     return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def builtin_names() -> frozenset:
     from fjffi._core import Registry
 

@@ -27,9 +27,10 @@ from dataclasses import replace
 import numpy as np
 
 import fjffi
-from fjffi._spec import KernelSpec, spec as spec_of
+from fjffi._spec import KernelSpec
+from fjffi._spec import spec as spec_of
 
-__all__ = ["RegisterSpecs", "map_blocks", "HOLD_WARN_SECONDS"]
+__all__ = ["HOLD_WARN_SECONDS", "RegisterSpecs", "map_blocks"]
 
 INSTALL = "pip install 'dask[array]' distributed"
 
@@ -41,6 +42,7 @@ HOLD_WARN_SECONDS = 0.2
 # Per process: library paths of the client mapped to their shipped copies
 # here, and the names already warned about.
 shipped_paths: dict[str, str] = {}
+registered_here: set[KernelSpec] = set()
 warned_hold: set[str] = set()
 lock = threading.Lock()
 
@@ -124,7 +126,9 @@ class BlockCall:
 
     def __call__(self, *blocks):
         for s in self.specs:
-            register_here(s)
+            if s not in registered_here:  # names are never removed: once is enough
+                register_here(s)
+                registered_here.add(s)
         if self.dtypes is not None:
             shape = np.shape(blocks[0])
             outputs = tuple(np.empty(shape, dt) for dt in self.dtypes)
