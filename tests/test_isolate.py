@@ -282,3 +282,27 @@ os.waitpid(child, 0)
 print("parent", worker_pid() == first)
 """, lib_path)
     assert out == ["child", "True", "parent", "True"]
+
+
+def test_a_worker_killed_while_idle_fails_one_call_then_restarts(reg, lib_path):
+    isolated(reg, lib_path, "pid_iso", "iso_pid")
+
+    def worker_pid():
+        return int(fjffi.call("pid_iso", (), (np.empty((), np.int64),), registry=reg)[0])
+
+    first = worker_pid()
+    os.kill(first, signal.SIGKILL)
+    deadline = time.monotonic() + SAFETY
+    while time.monotonic() < deadline:  # until it is gone, not a zombie only
+        try:
+            os.kill(first, 0)
+        except ProcessLookupError:
+            break
+        with open(f"/proc/{first}/stat") as f:
+            if f.read().split(")")[-1].split()[0] == "Z":
+                break
+        time.sleep(0.01)
+    with pytest.raises(fjffi.TargetCrashedError) as info:
+        worker_pid()
+    assert info.value.signal == signal.SIGKILL
+    assert worker_pid() not in (first, os.getpid())

@@ -225,9 +225,18 @@ class Worker:
             np.ndarray(shape, dtype, buffer=buf, offset=start)[...] = arr
         name = None if self.segment_sent else self.segment.name
         n = len(inputs)
-        send_message(self.write_fd, pickle.dumps((name, layout[:n], layout[n:]), protocol=5))
-        self.segment_sent = True
-        reply = self.receive(timeout)
+        message = pickle.dumps((name, layout[:n], layout[n:]), protocol=5)
+        try:
+            send_message(self.write_fd, message)
+            self.segment_sent = True
+            reply = self.receive(timeout)
+        except OSError:
+            reply = None  # the worker died before the call (killed while idle)
+        except BaseException:
+            # Interrupted (KeyboardInterrupt) with a reply still to come: a
+            # worker out of step with its caller is no use any more.
+            self.stop()
+            raise
         if reply is False:
             self.stop()
             raise TargetTimeoutError(self.public_name, timeout)
