@@ -155,7 +155,7 @@ class Worker:
             raise RuntimeError(f"isolated target {self.public_name!r}: the worker died while "
                                f"starting (exit code {status})")
         if reply is False:
-            self.stop()
+            self.stop(hung=True)
             raise RuntimeError(f"isolated target {self.public_name!r}: the worker did not "
                                f"start within {START_TIMEOUT} s")
         if reply:
@@ -171,15 +171,16 @@ class Worker:
         except OSError:
             return None
 
-    def stop(self) -> int | None:
-        """Kill the worker if it runs; its exit code."""
+    def stop(self, *, hung: bool = False) -> int | None:
+        """Kill the worker if it runs; its exit code.  hung: it is known
+        not to be exiting on its own, so kill it at once."""
         process, conns = self.process, self.conns
         self.process, self.conns = None, ()
         for conn in conns:
             conn.close()
         if process is None:
             return None
-        if process.exitcode is None:
+        if process.exitcode is None and not hung:
             process.join(0.5)  # it may be exiting on its own (a crash being reported)
         if process.exitcode is None:
             process.kill()
@@ -238,7 +239,7 @@ class Worker:
             self.stop()
             raise
         if reply is False:
-            self.stop()
+            self.stop(hung=True)
             raise TargetTimeoutError(self.public_name, timeout)
         if reply is None:
             status = self.stop()
@@ -369,6 +370,9 @@ def worker_main(reader, writer, spec) -> None:
     fd, write_fd = reader.fileno(), writer.fileno()
     send_message(write_fd, b"")
     segment = None
+    # The arrays of the last message, reused while the same layout comes
+    # again (the common case: one call site, one shape).
+    last, inputs, outputs = None, (), ()
     while True:
         try:
             message = receive_message(fd)
@@ -376,26 +380,30 @@ def worker_main(reader, writer, spec) -> None:
             break
         if message is None:
             break
-        name, in_layout, out_layout = pickle.loads(message)
-        if name is not None:
-            if segment is not None:
-                segment.close()
-            # Attaching registers the name with the resource tracker the
-            # worker shares with the caller, where it is already registered
-            # (a set): the caller's unlink is what unregisters it.
-            segment = SharedMemory(name=name)
-        buf = segment.buf
-        inputs = tuple(np.ndarray(shape, dtype, buffer=buf, offset=start)
-                       for start, dtype, shape in in_layout)
-        outputs = tuple(np.ndarray(shape, dtype, buffer=buf, offset=start)
-                        for start, dtype, shape in out_layout)
+        if message != last:
+            name, in_layout, out_layout = pickle.loads(message)
+            inputs = outputs = ()  # no view may outlive its segment
+            if name is not None:
+                if segment is not None:
+                    segment.close()
+                # Attaching registers the name with the resource tracker the
+                # worker shares with the caller, where it is already
+                # registered (a set): the caller's unlink unregisters it.
+                segment = SharedMemory(name=name)
+            buf = segment.buf
+            inputs = tuple(np.ndarray(shape, dtype, buffer=buf, offset=start)
+                           for start, dtype, shape in in_layout)
+            outputs = tuple(np.ndarray(shape, dtype, buffer=buf, offset=start)
+                            for start, dtype, shape in out_layout)
+            del buf
+            last = message
         try:
             call.invoke(inputs, outputs)
             reply = b""
         except Exception as exc:  # noqa: BLE001 - any failure goes back to the caller
             reply = picklable(exc, spec.name)
-        del inputs, outputs, buf  # no view may outlive the segment
         send_message(write_fd, reply)
+    inputs = outputs = ()
     if segment is not None:
         segment.close()
 
