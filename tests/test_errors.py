@@ -224,7 +224,9 @@ def test_all_error_variant_displays():
         fjffi.BufferMismatchError(0, 8, 4), fjffi.InvalidBoolByteError(1, 2, 3),
         fjffi.UnsupportedDtypeError("float128"), fjffi.UnrepresentableValueError("int64", 2**64),
         fjffi.LayoutError("x"), fjffi.PurityViolationError("cb", "non-deterministic"),
-        fjffi.BufferOverrunError("t", 0, 1),
+        fjffi.BufferOverrunError("t", 0, 1), fjffi.TargetCrashedError("t", 11),
+        fjffi.TargetCrashedError("t", None, 3), fjffi.TargetTimeoutError("t", 1.5),
+        fjffi.DuplicateTargetError("d", "it holds x; the spec wants y"),
     ]
     for err in errors:
         assert isinstance(err, fjffi.FfiError)
@@ -239,6 +241,19 @@ def test_every_public_error_is_exported():
         "FfiError", "TargetNotFoundError", "DuplicateTargetError", "NullPointerError",
         "BufferMismatchError", "InvalidBoolByteError", "UnsupportedDtypeError",
         "UnrepresentableValueError", "LayoutError", "CallFailedError", "PurityViolationError",
-        "BufferOverrunError"])
+        "BufferOverrunError", "TargetCrashedError", "TargetTimeoutError"])
     for name in names:
         assert issubclass(getattr(fjffi, name), fjffi.FfiError)
+
+
+def test_isolated_target_errors_keep_their_fields():
+    crashed = fjffi.TargetCrashedError("seg", 11)
+    assert isinstance(crashed, fjffi.CallFailedError)
+    assert (crashed.target, crashed.signal, crashed.code) == ("seg", 11, -11)
+    assert "SIGSEGV" in str(crashed)
+    exited = pickle.loads(pickle.dumps(fjffi.TargetCrashedError("ex", None, 3)))
+    assert (exited.signal, exited.status, exited.code) == (None, 3, 3)
+    assert "exited with status 3" in str(exited)
+    late = pickle.loads(pickle.dumps(fjffi.TargetTimeoutError("loop", 1.5)))
+    assert isinstance(late, TimeoutError) and isinstance(late, fjffi.CallFailedError)
+    assert (late.target, late.timeout) == ("loop", 1.5) and "1.5 s" in str(late)

@@ -19,6 +19,7 @@ from fjffi._core import (
     to_buffer,
 )
 from fjffi._callbacks import PurityConfig
+from fjffi._spec import KernelSpec, spec
 from fjffi._targets import Target
 from fjffi.errors import (
     BufferMismatchError,
@@ -30,7 +31,9 @@ from fjffi.errors import (
     LayoutError,
     NullPointerError,
     PurityViolationError,
+    TargetCrashedError,
     TargetNotFoundError,
+    TargetTimeoutError,
     UnrepresentableValueError,
     UnsupportedDtypeError,
 )
@@ -51,6 +54,17 @@ def register_callback(name, fn, *, flavor="pure", purity=None):
     return default_registry.register_callback(name, fn, flavor=flavor, purity=purity)
 
 
+def register_isolated(name_or_spec, *, name=None, timeout=None, workers=1, registry=None):
+    """Register a kernel to run in a worker process, so that a crash or a
+    call past timeout seconds raises TargetCrashedError or TargetTimeoutError
+    instead of killing or blocking the caller (see fjffi._isolate)."""
+    # Imported here: multiprocessing and shared memory only for those who isolate.
+    from fjffi._isolate import register_isolated as register_in_worker
+
+    return register_in_worker(name_or_spec, name=name, timeout=timeout, workers=workers,
+                              registry=registry)
+
+
 def targets():
     """The sorted names registered in the default registry."""
     return default_registry.names()
@@ -62,12 +76,18 @@ def get_include():
 
 
 __all__ = [
+<<<<<<< HEAD
     "Buffer", "Call", "PurityConfig", "Registry", "Target", "call", "default_registry",
     "from_buffer", "get_include", "guard_enabled", "register", "register_callback", "set_guard",
     "targets", "to_buffer",
+=======
+    "Buffer", "Call", "KernelSpec", "PurityConfig", "Registry", "Target", "call",
+    "default_registry", "from_buffer", "get_include", "register", "register_callback",
+    "register_isolated", "spec", "targets", "to_buffer",
+>>>>>>> spec
     "__version__",
     "FfiError", "TargetNotFoundError", "DuplicateTargetError", "NullPointerError",
     "BufferMismatchError", "InvalidBoolByteError", "UnsupportedDtypeError",
     "UnrepresentableValueError", "LayoutError", "CallFailedError", "PurityViolationError",
-    "BufferOverrunError",
+    "BufferOverrunError", "TargetCrashedError", "TargetTimeoutError",
 ]

@@ -20,6 +20,8 @@ __all__ = [
     "CallFailedError",
     "PurityViolationError",
     "BufferOverrunError",
+    "TargetCrashedError",
+    "TargetTimeoutError",
 ]
 
 
@@ -41,14 +43,19 @@ class TargetNotFoundError(FfiError, LookupError):
 
 
 class DuplicateTargetError(FfiError, ValueError):
-    def __init__(self, name: str):
+    """detail says what the name holds and what was asked, when known."""
+
+    def __init__(self, name: str, detail: str = ""):
         self.name = name
+        self.detail = detail
+        because = f": {detail}" if detail else ""
         super().__init__(
-            f"a target named {name!r} is already registered; the first registration stays"
+            f"a target named {name!r} is already registered{because}; "
+            "the first registration stays"
         )
 
     def __reduce__(self):
-        return (type(self), (self.name,))
+        return (type(self), (self.name, self.detail))
 
 
 class NullPointerError(FfiError, ValueError):
@@ -189,3 +196,52 @@ class BufferOverrunError(FfiError):
 
     def __reduce__(self):
         return (type(self), (self.target, self.buffer_index, self.byte_index))
+
+
+class TargetCrashedError(CallFailedError):
+    """The worker process of an isolated target died during a call.
+
+    signal is the signal that killed it (None if it exited); status its exit
+    status when it exited.  code is -signal, or the exit status.
+    """
+
+    def __init__(self, target: str, signal: int | None, status: int | None = None):
+        self.signal = signal
+        self.status = status
+        if signal is not None:
+            code = -signal
+            message = f"its worker process was killed by signal {signal} ({signal_name(signal)})"
+        else:
+            code = status if status is not None else -1
+            message = f"its worker process exited with status {status}"
+        super().__init__(target, code, message + "; the worker restarts for the next call")
+
+    def __reduce__(self):
+        return (type(self), (self.target, self.signal, self.status))
+
+
+class TargetTimeoutError(CallFailedError, TimeoutError):
+    """A call to an isolated target ran past its timeout; the worker was killed
+    (code is -SIGKILL) and restarts for the next call."""
+
+    def __init__(self, target: str, timeout: float):
+        self.timeout = timeout
+        import signal
+
+        super().__init__(
+            target, -int(signal.SIGKILL),
+            f"no result within {timeout} s; its worker process was killed and restarts for "
+            "the next call",
+        )
+
+    def __reduce__(self):
+        return (type(self), (self.target, self.timeout))
+
+
+def signal_name(number: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return "unknown signal"

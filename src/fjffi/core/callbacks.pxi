@@ -10,6 +10,11 @@ cdef int run_callback(str name, const registry_target *t, object owner, Frame *f
     views = tuple([input_view(&f.inputs[i], owner, f) for i in range(f.n_inputs)])
     zero_outputs(f)
     try:
+        if getattr(callback.fn, "takes_outputs", False):
+            # It writes the outputs itself (an isolated target).
+            callback.fn(views, tuple([array_view(&f.outputs[i], owner, True)
+                                      for i in range(f.n_outputs)]))
+            return 0
         results = callback(views)
     except BaseException as exc:
         # The callback may have written an output through a reference of its own.
@@ -73,19 +78,20 @@ cdef object input_view(const fjffi_buffer *desc, object owner, Frame *f):
         memcpy(buf.data, desc.data, desc.nbytes)
         copy = desc[0]
         copy.data = buf.data
-        return readonly_view(&copy, buf)
-    return readonly_view(desc, owner)
+        return array_view(&copy, buf, False)
+    return array_view(desc, owner, False)
 
 
-cdef object readonly_view(const fjffi_buffer *desc, object owner):
-    """A read-only ndarray over a descriptor's memory, keeping owner alive."""
+cdef object array_view(const fjffi_buffer *desc, object owner, bint writable):
+    """An ndarray over a descriptor's memory, keeping owner alive."""
     dt = code_dtype(desc.dtype)
     if isinstance(dt, str):
         raise UnsupportedDtypeError("bfloat16", "install ml_dtypes to pass bfloat16 to a callback")
     Py_INCREF(dt)
     arr = PyArray_NewFromDescr(<type>np.ndarray, <cnp.dtype>dt, desc.ndim,
                                <cnp.npy_intp *>desc.shape, NULL, desc.data,
-                               cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED, None)
+                               cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_ALIGNED
+                               | (cnp.NPY_ARRAY_WRITEABLE if writable else 0), None)
     Py_INCREF(owner)
     cnp.PyArray_SetBaseObject(<cnp.ndarray>arr, owner)
     return arr
