@@ -76,15 +76,9 @@ def get_include():
 
 
 __all__ = [
-<<<<<<< HEAD
-    "Buffer", "Call", "PurityConfig", "Registry", "Target", "call", "default_registry",
-    "from_buffer", "get_include", "guard_enabled", "register", "register_callback", "set_guard",
-    "targets", "to_buffer",
-=======
     "Buffer", "Call", "KernelSpec", "PurityConfig", "Registry", "Target", "call",
-    "default_registry", "from_buffer", "get_include", "register", "register_callback",
-    "register_isolated", "spec", "targets", "to_buffer",
->>>>>>> spec
+    "default_registry", "from_buffer", "get_include", "guard_enabled", "register",
+    "register_callback", "register_isolated", "set_guard", "spec", "targets", "to_buffer",
     "__version__",
     "FfiError", "TargetNotFoundError", "DuplicateTargetError", "NullPointerError",
     "BufferMismatchError", "InvalidBoolByteError", "UnsupportedDtypeError",

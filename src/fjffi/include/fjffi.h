@@ -176,7 +176,32 @@ typedef struct fjffi_c_api {
      */
     int (*register_function)(void *registry, const char *name, void *fn, int32_t api_version,
                              const char *gil, int32_t thread_safe);
+    /*
+     * Since version 2.  Call the target registered under name (name_len
+     * bytes of UTF-8) in registry (NULL: fjffi.default_registry) on typed
+     * descriptors, with the contract of fjffi.Call.invoke: every
+     * descriptor checked (known dtype, nbytes == product(shape) * itemsize,
+     * alignment), no output overlapping another buffer, outputs zeroed
+     * before the call and again after any failure, thread_safe=False
+     * targets serialised, bool outputs checked.  For a raw-ABI target the
+     * kernel gets the descriptors' data pointers.
+     *
+     * Needs no GIL, and does not take it: a target registered with
+     * gil="hold" and a Python callback are refused (they need the GIL).
+     * The caller keeps registry alive.
+     *
+     * Returns 0 on success.  FJFFI_INVOKE_REFUSED: fjffi refused the call
+     * (unknown name, bad descriptor, a target that needs the GIL) and ran
+     * nothing.  FJFFI_INVOKE_FAILED: the kernel returned non-zero, its code
+     * in *code.  Either way a NUL-terminated message is in
+     * message[message_size] (the kernel's own, or fjffi's).
+     */
+    int32_t (*invoke)(void *registry, const char *name, size_t name_len,
+                      const fjffi_buffer *inputs, size_t n_inputs, const fjffi_buffer *outputs,
+                      size_t n_outputs, int32_t *code, char *message, size_t message_size);
 } fjffi_c_api;
+
+enum { FJFFI_INVOKE_REFUSED = -1, FJFFI_INVOKE_FAILED = 1 };
 
 #ifdef Py_PYTHON_H
 /*
