@@ -16,9 +16,13 @@ import sys
 import threading
 import weakref
 
-import cffi
 import numpy as np
 import pytest
+
+try:
+    import cffi
+except ImportError:
+    cffi = None
 
 import fjffi
 from fjffi._targets import SIGNATURES
@@ -300,7 +304,12 @@ def test_typed_kernel_in_a_capsule(cdll, reg):
 
 # --- cffi, ABI mode ---------------------------------------------------------
 
+CFFI_MISSING = "cffi is not installed (it does not build on free-threaded CPython 3.13)"
+
+
 def open_with_cffi(lib_path):
+    if cffi is None:
+        pytest.skip(CFFI_MISSING)
     ffi = cffi.FFI()
     ffi.cdef(CFFI_CDEF)
     return ffi, ffi.dlopen(str(lib_path))
@@ -389,6 +398,8 @@ def test_cffi_library_stays_loaded_while_registered(lib_path, reg, tmp_path):
 @pytest.fixture(scope="module")
 def cffi_api(tmp_path_factory):
     """An out-of-line cffi module compiled from the same C source."""
+    if cffi is None:
+        pytest.skip(CFFI_MISSING)
     build = tmp_path_factory.mktemp("cffi_api")
     ffi = cffi.FFI()
     ffi.cdef(CFFI_CDEF)

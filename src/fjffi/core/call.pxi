@@ -215,6 +215,7 @@ cdef class Call:
     cdef const char *cname
     cdef Py_ssize_t clen
     cdef uint64_t hash
+    cdef int claimed  # set by the one __init__ that fills the fields
 
     def __cinit__(self):
         self.cname = NULL
@@ -227,12 +228,16 @@ cdef class Call:
         check_name(name, &cname, &clen)
         if guard is not None and type(guard) is not bool:
             raise TypeError(f"guard must be True, False or None, not {guard!r}")
+        # Checked above, claimed here: of two first __init__s at once
+        # (possible without a GIL), one fills the fields, the other is refused.
+        if not fjffi_claim(&self.claimed):
+            raise TypeError("fjffi.Call.__init__ may be called only once")
         self.name = name  # holds the str whose UTF-8 cname points into
         self.hash = registry_hash(cname, clen)
         self.clen = clen
         self.registry = default_registry if registry is None else registry
         self.guard = GUARD_DEFAULT if guard is None else guard
-        self.cname = cname  # last: a Call with cname set is complete
+        fjffi_publish_ptr(&self.cname, cname)  # last: a Call with cname set is complete
 
     def __repr__(self):
         if self.cname == NULL:
