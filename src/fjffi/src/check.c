@@ -37,14 +37,6 @@ int fjffi_checked_nbytes(const int64_t *shape, int ndim, int64_t itemsize, int64
     return 0;
 }
 
-int fjffi_overlaps(const fjffi_buffer *a, const fjffi_buffer *b) {
-    if (a->nbytes == 0 || b->nbytes == 0) return 0;
-    uintptr_t a0 = (uintptr_t)a->data, b0 = (uintptr_t)b->data;
-    /* [a0, a0 + na) meets [b0, b0 + nb) iff the later start lies before the
-     * earlier one's end; the difference of the starts never wraps. */
-    return a0 >= b0 ? a0 - b0 < b->nbytes : b0 - a0 < a->nbytes;
-}
-
 /* A complex number aligns like its parts; every other dtype like its size. */
 static size_t dtype_alignment(int32_t dtype) {
     if (dtype == FJFFI_COMPLEX64) return 4;

@@ -38,8 +38,15 @@ ptrdiff_t fjffi_first_bad_bool(const uint8_t *p, size_t n);
 int fjffi_checked_nbytes(const int64_t *shape, int ndim, int64_t itemsize, int64_t *out);
 
 /* Whether two descriptors' byte ranges overlap (empty buffers overlap nothing).
- * Exact for any addresses: no sum that could wrap is formed. */
-int fjffi_overlaps(const fjffi_buffer *a, const fjffi_buffer *b);
+ * Exact for any addresses: no sum that could wrap is formed.  Inline: the
+ * call path runs it for every pair of an output and another buffer. */
+static inline int fjffi_overlaps(const fjffi_buffer *a, const fjffi_buffer *b) {
+    if (a->nbytes == 0 || b->nbytes == 0) return 0;
+    uintptr_t a0 = (uintptr_t)a->data, b0 = (uintptr_t)b->data;
+    /* [a0, a0 + na) meets [b0, b0 + nb) iff the later start lies before the
+     * earlier one's end; the difference of the starts never wraps. */
+    return a0 >= b0 ? a0 - b0 < b->nbytes : b0 - a0 < a->nbytes;
+}
 
 /*
  * Validate one typed descriptor as fjffi builds them: dtype a known code,
