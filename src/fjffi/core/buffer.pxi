@@ -210,7 +210,8 @@ cdef class Buffer:
         view.len = self.nbytes_
         view.readonly = self.readonly
         view.itemsize = itemsize_of(self.code)
-        view.format = <char *>fjffi_dtype_info_of(self.code).format if flags & PyBUF_FORMAT else NULL
+        view.format = (<char *>fjffi_dtype_info_of(self.code).format
+                       if flags & PyBUF_FORMAT else NULL)
         view.ndim = self.ndim_
         view.shape = self.dims
         view.strides = self.dims + self.ndim_

@@ -114,10 +114,11 @@ cdef inline void zero_outputs(Frame *f) noexcept nogil:
 
 
 cdef int contract_problem(const fjffi_raw_contract *c, Frame *f, char *detail,
-                         size_t size, size_t *index) noexcept nogil:
+                          size_t size, size_t *index) noexcept nogil:
     """What a built-in raw kernel's contract finds wrong with buffer *index
-    of the call (1 its dtype, 2 its size), said in detail; 0 when nothing.  The raw ABI passes no sizes, so the kernel
-    cannot check them itself; counts it checks itself, and with other
+    of the call (1 its dtype, 2 its size), said in detail; 0 when nothing.
+    The raw ABI passes no sizes, so the kernel cannot check them itself;
+    counts it checks itself, and with other
     counts it fails with its own code."""
     cdef size_t i
     cdef const fjffi_buffer *b
