@@ -73,8 +73,8 @@ step() {
 # The tests import the installed fjffi, so pytest never runs in the source tree.
 in_work() { (cd "$work" && "$@"); }
 stress() {
-  FJFFI_STRESS_OPS=10000 in_work "$plain" -m pytest -p no:cacheprovider -q -s \
-    "$root/tests/test_stress.py"
+  FJFFI_STRESS_OPS=10000 in_work "$plain" -m pytest -p no:cacheprovider -q -s -m slow \
+    "$root/tests"
 }
 # test_stress.py is left out: it is its own 32 threads, and copies of it on
 # every thread would only multiply its time.
@@ -99,7 +99,7 @@ freethreaded() {
   echo "--- GIL off (PYTHON_GIL=0)"
   PYTHON_GIL=0 FJFFI_REQUIRE_NO_GIL=1 in_work "${pytest[@]}" "$root/tests/test_threads.py" \
     "$root/tests/test_freethreading.py" "$root/tests/adversarial" || rc=1
-  PYTHON_GIL=0 FJFFI_REQUIRE_NO_GIL=1 FJFFI_STRESS_OPS=2000 in_work "${pytest[@]}" -s \
+  PYTHON_GIL=0 FJFFI_REQUIRE_NO_GIL=1 FJFFI_STRESS_OPS=2000 in_work "${pytest[@]}" -s -m slow \
     "$root/tests/test_stress.py" || rc=1
   PYTHON_GIL=0 in_work "$py" -W error::RuntimeWarning -m fjffi --no-bench || rc=1
   echo "--- GIL setting left to the extensions (no PYTHON_GIL)"
