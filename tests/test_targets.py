@@ -123,7 +123,8 @@ def test_ctypes_failure_code_propagates_and_outputs_are_zeroed(cdll, reg):
     assert not out.any()
 
 
-def test_cfunctype_over_a_python_function_runs_with_the_gil_released(reg):
+def test_cfunctype_over_a_python_function_runs_with_the_gil_released():
+    reg = fjffi.Registry()  # its own: pytest-run-parallel shares fixtures between threads
     # ctypes takes the GIL itself when C calls back into Python.
     def add(inputs, n_inputs, outputs, n_outputs):
         a = ctypes.cast(inputs[0], ctypes.POINTER(ctypes.c_double))[0]
@@ -138,7 +139,8 @@ def test_cfunctype_over_a_python_function_runs_with_the_gil_released(reg):
     assert out == 3.75
 
 
-def test_an_address_wrapped_in_cfunctype_is_accepted(cdll, reg):
+def test_an_address_wrapped_in_cfunctype_is_accepted(cdll):
+    reg = fjffi.Registry()  # its own: pytest-run-parallel shares fixtures between threads
     # The way the bare-int refusal tells a user to wrap an address.
     address = ctypes.cast(cdll.user_add_f64, ctypes.c_void_p).value
     reg.register("wrapped", RawProto(address))
@@ -152,7 +154,8 @@ def test_an_address_wrapped_in_cfunctype_is_accepted(cdll, reg):
     (ctypes.POINTER(ctypes.c_char_p), ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t),
 ])
 @pytest.mark.parametrize("restype", [ctypes.c_int32, ctypes.c_int])
-def test_ctypes_signatures_that_fit_the_raw_abi(cdll, reg, argtypes, restype):
+def test_ctypes_signatures_that_fit_the_raw_abi(cdll, argtypes, restype):
+    reg = fjffi.Registry()  # its own: pytest-run-parallel shares fixtures between threads
     fn = cdll["user_add_f64"]
     fn.restype, fn.argtypes = restype, argtypes
     reg.register("add", fn)
@@ -288,14 +291,16 @@ def make_capsule(address: int, name: bytes = b"fjffi.kernel"):
 
 
 @pytest.mark.parametrize("capsule_name", [b"fjffi.kernel", None])
-def test_capsule_is_registered_and_held(cdll, reg, capsule_name):
+def test_capsule_is_registered_and_held(cdll, capsule_name):
+    reg = fjffi.Registry()  # its own: pytest-run-parallel shares fixtures between threads
     capsule = make_capsule(ctypes.cast(cdll.user_add_f64, ctypes.c_void_p).value, capsule_name)
     record = reg.register("cap", capsule, gil="hold")
     assert (record.kind, record.owner) == ("foreign", capsule)
     assert fjffi.call("cap", (4.0, 0.5), (F64,), registry=reg)[0] == 4.5
 
 
-def test_typed_kernel_in_a_capsule(cdll, reg):
+def test_typed_kernel_in_a_capsule(cdll):
+    reg = fjffi.Registry()  # its own: pytest-run-parallel shares fixtures between threads
     capsule = make_capsule(ctypes.cast(cdll.user_scale_typed, ctypes.c_void_p).value)
     reg.register("cap_scale", capsule, api_version=1)
     (out,) = fjffi.call("cap_scale", (np.array([1.0, 2.0]), 3.0), (np.empty(2),), registry=reg)
