@@ -107,6 +107,60 @@ def measure(rounds: int) -> list[dict]:
             for n in SIZES for p in POLICIES]
 
 
+def sharing(rounds: int) -> list[dict]:
+    """The goal's row (1k negate, gil="auto") with less shared between the
+    two threads: one Call for both (as in measure), a Call per thread, and
+    a Call and a Registry per thread.  Without a GIL every shared object's
+    reference count, and the registry's rwlock reader count, is written by
+    both threads on every call."""
+    n, calls = 1000, 80_000
+    capsule = _floor.capsule("negate")
+    regs = [fjffi.Registry() for _ in range(2)]
+    for r in regs:
+        r.register("negate_auto", capsule, api_version=1, gil="auto")
+    shared = fjffi.Call("negate_auto", regs[0]).invoke
+    own = [fjffi.Call("negate_auto", regs[0]).invoke for _ in range(2)]
+    own_reg = [fjffi.Call("negate_auto", regs[i]).invoke for i in range(2)]
+    variants = {"one Call": lambda i: shared, "a Call per thread": lambda i: own[i],
+                "a Call and a Registry per thread": lambda i: own_reg[i]}
+    arrays = [(np.arange(n, dtype=np.float64), np.empty(n)) for _ in range(2)]
+    samples: dict = {v: {"one_ns": [], "two_ns": [], "cpu": [], "wall": []} for v in variants}
+
+    def run_each(pick, nthreads):
+        # run() with a different invoke per thread.
+        barrier = threading.Barrier(nthreads + 1)
+        cpu = [0.0] * nthreads
+
+        def body(i):
+            invoke, ins, outs = pick(i), (arrays[i][0],), (arrays[i][1],)
+            barrier.wait()
+            t0 = time.thread_time()
+            for _ in itertools.repeat(None, calls):
+                invoke(ins, outs)
+            cpu[i] = time.thread_time() - t0
+
+        threads = [threading.Thread(target=body, args=(i,)) for i in range(nthreads)]
+        for t in threads:
+            t.start()
+        barrier.wait()
+        t0 = time.perf_counter()
+        for t in threads:
+            t.join()
+        return time.perf_counter() - t0, cpu
+
+    for _ in range(rounds):
+        for v, pick in variants.items():
+            wall1, (cpu1,) = run_each(pick, 1)
+            wall2, cpu2 = run_each(pick, 2)
+            s = samples[v]
+            s["one_ns"].append(cpu1 / calls * 1e9)
+            s["two_ns"].append(statistics.mean(cpu2) / calls * 1e9)
+            s["cpu"].append(2 * cpu1 / statistics.mean(cpu2))
+            s["wall"].append(2 * wall1 / wall2)
+    return [{"variant": v, **{k: statistics.median(x) for k, x in samples[v].items()}}
+            for v in variants]
+
+
 def environment() -> dict:
     gil = getattr(sys, "_is_gil_enabled", lambda: True)()
     try:
@@ -136,9 +190,14 @@ def main(argv=None) -> int:
     (goal,) = [r for r in rows if r["elements"] == 1000 and r["gil"] == "auto"]
     print(f"goal: two threads, 1k negate, gil='auto' >= 1.8x one thread: "
           f"{goal['cpu_two_over_one']:.2f}x (CPU time), {goal['wall_two_over_one']:.2f}x (wall)")
+    shares = sharing(args.rounds)
+    print("1k negate, gil='auto', two threads over one, by what the threads share:")
+    for r in shares:
+        print(f"  {r['variant']:<34} ns/call alone {r['one_ns']:>5.0f}, with two {r['two_ns']:>5.0f}; "
+              f"cpu x2 {r['cpu']:.2f}x, wall x2 {r['wall']:.2f}x")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"environment": env, "rows": rows}, f, indent=1)
+            json.dump({"environment": env, "rows": rows, "sharing": shares}, f, indent=1)
     return 0
 
 
