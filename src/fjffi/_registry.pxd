@@ -15,6 +15,7 @@ cdef extern from "registry.h" nogil:
         int32_t gil
         int32_t thread_safe
         int32_t is_callback
+        int32_t writes_all_outputs
         const void *contract
         pthread_mutex_t serial
         void *record
@@ -24,5 +25,9 @@ cdef extern from "registry.h" nogil:
     int registry_init(registry *r)
     void registry_destroy(registry *r)
     const registry_target *registry_get(registry *r, const char *name, size_t len, uint64_t hash)
-    int registry_add_all(registry *r, const registry_target *targets, size_t n)
-    size_t registry_count(registry *r)
+    int registry_add_all(registry *r, const registry_target *targets, size_t n, int replace)
+    int registry_remove(registry *r, const char *name, size_t len, uint64_t hash)
+    ctypedef struct registry_cache:
+        uint64_t seq
+    const registry_target *registry_cached_get(registry *r, registry_cache *c, const char *name,
+                                               size_t len, uint64_t hash)
