@@ -235,7 +235,7 @@ def rebuild_call(str name, Registry registry, guard):
 
 cdef class Call:
     """Call(name, registry=None, *, guard=None)
-    --
+--
 
     A call to a named target: ``Call(name).invoke(inputs, outputs)``.
 

@@ -44,6 +44,7 @@ cdef inline registry *reg_of(Registry r) noexcept nogil:
 @cython.no_gc_clear
 cdef class Registry:
     """Registry()
+--
 
     A registry of targets by name: a C hash table behind a pthread rwlock.
 
