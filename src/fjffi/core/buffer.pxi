@@ -58,6 +58,7 @@ cdef tuple normalize_shape(object shape, Py_ssize_t actual=0):
 @cython.no_gc_clear
 cdef class Buffer:
     """Buffer(data, shape, dtype)
+--
 
     A validated, C-contiguous, aligned block of memory with a shape and dtype.
 

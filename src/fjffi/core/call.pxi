@@ -159,6 +159,8 @@ cdef inline int32_t run_kernel(const registry_target *t, Frame *f,
     cdef int32_t rc
     cdef size_t i
     global fjffi_running_target
+    if fjffi_stats_mode:
+        return run_kernel_counted(t, f, ctx)
     cdef const char *outer = fjffi_running_target
     fjffi_running_target = t.name
     if t.api_version == FJFFI_ABI_TYPED:
@@ -170,6 +172,36 @@ cdef inline int32_t run_kernel(const registry_target *t, Frame *f,
                                   <uint8_t **>(f.pointers + f.n_inputs), f.n_outputs)
     fjffi_running_target = outer
     return rc
+
+
+cdef int32_t run_kernel_counted(const registry_target *t, Frame *f,
+                                fjffi_context *ctx) noexcept nogil:
+    """run_kernel while statistics are on (set_stats): counted, and timed."""
+    cdef bint timed = fjffi_stats_mode == 2
+    cdef uint64_t start = fjffi_stats_now() if timed else 0
+    cdef int32_t rc
+    cdef size_t i
+    global fjffi_running_target
+    cdef const char *outer = fjffi_running_target
+    fjffi_running_target = t.name
+    if t.api_version == FJFFI_ABI_TYPED:
+        rc = (<fjffi_typed_fn>t.fn)(f.inputs, f.n_inputs, f.outputs, f.n_outputs, ctx)
+    else:
+        for i in range(f.n_inputs + f.n_outputs):
+            f.pointers[i] = f.inputs[i].data
+        rc = (<fjffi_raw_fn>t.fn)(<const uint8_t **>f.pointers, f.n_inputs,
+                                  <uint8_t **>(f.pointers + f.n_inputs), f.n_outputs)
+    fjffi_running_target = outer
+    count_call(t, f, rc != 0, fjffi_stats_now() - start if timed else 0)
+    return rc
+
+
+cdef void count_call(const registry_target *t, Frame *f, bint failed,
+                     uint64_t ns) noexcept nogil:
+    cdef size_t i, moved = 0
+    for i in range(f.n_inputs + f.n_outputs):
+        moved += f.inputs[i].nbytes  # outputs follow inputs
+    fjffi_stats_count(t.stats_id, moved, failed, ns)
 
 
 cdef inline int lock_target(str name, const registry_target *t) except -1:
@@ -203,7 +235,7 @@ def rebuild_call(str name, Registry registry, guard):
 
 cdef class Call:
     """Call(name, registry=None, *, guard=None)
-    --
+--
 
     A call to a named target: ``Call(name).invoke(inputs, outputs)``.
 

@@ -1,5 +1,7 @@
 #include "registry.h"
 
+#include "stats.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -156,6 +158,7 @@ static registry_target *copy_target(const registry_target *target) {
     memcpy(name, target->name, target->name_len);
     name[target->name_len] = '\0';
     t->name = name;
+    t->stats_id = fjffi_stats_new_id();
     if (init_serial(&t->serial) != 0) {
         free(t);
         free(name);
