@@ -9,6 +9,8 @@
 #   6. freethreaded  the threaded tests, the stress test, the adversarial
 #                suite and python -m fjffi on free-threaded CPython 3.13t
 #                with the GIL off; fails if anything turns the GIL on
+#   7. cfuzz     the C fuzz targets (fuzz/c/run.sh) under libFuzzer, ASan and
+#                UBSan, 60 s each, then their coverage
 #
 #   tools/check.sh [--quick]
 #
@@ -17,8 +19,8 @@
 # by every later run on the same machine.
 #
 # --quick trims what only adds repetition, for CI: fewer hypothesis examples
-# under the sanitizers and 2 threads per test under pytest-run-parallel.  The
-# stress and soak sizes stay full: they take seconds.
+# under the sanitizers, 2 threads per test under pytest-run-parallel and
+# 20 s per fuzz target.  The stress and soak sizes stay full: they take seconds.
 #
 # Each step builds what it needs into its own virtualenv under FJFFI_CHECK_DIR
 # (default $TMPDIR/fjffi-check), installing from the package index, so it
@@ -30,7 +32,7 @@ quick=0
 case ${1:-} in
   --quick) quick=1 ;;
   "") ;;
-  -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "usage: $0 [--quick]" >&2; exit 2 ;;
 esac
 
@@ -43,9 +45,11 @@ plain=$work/venv-plain/bin/python
 if [ $quick = 1 ]; then
   export HYPOTHESIS_PROFILE=quick
   parallel_threads=2
+  cfuzz_seconds=20
 else
   export HYPOTHESIS_PROFILE=${HYPOTHESIS_PROFILE:-ci}
   parallel_threads=4
+  cfuzz_seconds=60
 fi
 
 summary=()
@@ -114,8 +118,28 @@ sys.exit(rc or sys._is_gil_enabled())') || rc=1
   return $rc
 }
 
-export root work plain parallel_threads
-export -f in_work stress parallel freethreaded
+# libFuzzer comes with clang (Debian: clang, libclang-rt-N-dev) and
+# llvm-profdata/llvm-cov with llvm; CI is a fresh Debian machine run as root,
+# so they are installed there when missing.  The corpus is only read
+# (--no-update): growing it is done by hand with fuzz/c/run.sh.
+have_libfuzzer() {
+  echo 'int LLVMFuzzerTestOneInput(const char *d, long n) { (void)d; (void)n; return 0; }' \
+    | clang -fsanitize=fuzzer -x c - -o "$work/cfuzz-probe" 2>/dev/null \
+    && command -v "llvm-cov-$(clang -dumpversion | cut -d. -f1)" >/dev/null
+}
+cfuzz() {
+  if ! have_libfuzzer; then
+    if [ "$(id -u)" != 0 ]; then
+      echo "cfuzz: clang with libFuzzer and llvm are missing; apt-get install clang llvm"
+      return 1
+    fi
+    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y clang llvm || return 1
+  fi
+  FJFFI_FUZZ_BUILD="$work/cfuzz" "$root/fuzz/c/run.sh" --no-update "$cfuzz_seconds"
+}
+
+export root work plain parallel_threads cfuzz_seconds
+export -f in_work stress parallel freethreaded have_libfuzzer cfuzz
 step build 15 "$root/tools/make_venv.sh" "$work/venv-plain" "$work/build-plain"
 step asan 40 "$root/tools/sanitize.sh" asan
 step tsan 20 "$root/tools/sanitize.sh" tsan
@@ -123,6 +147,7 @@ step stress 10 stress
 step parallel 20 parallel
 step soak 10 in_work "$plain" "$root/tools/soak.py" --calls 1000000
 step freethreaded 30 freethreaded
+step cfuzz 15 cfuzz
 
 echo
 echo "=== summary ($([ $quick = 1 ] && echo quick || echo full); logs in $work/logs)"
