@@ -9,6 +9,10 @@ import subprocess
 
 import pytest
 
+# Compiling into shared paths from several threads would race, and copies
+# of a C program run on four threads add only time.
+pytestmark = pytest.mark.thread_unsafe(reason="builds and runs C programs in shared folders")
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SRC = ROOT / "src" / "fjffi"
 
