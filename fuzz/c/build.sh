@@ -22,7 +22,7 @@ mkdir -p "$out"
 common=(-std=gnu11 -g -O1 -Wall -Wextra -Werror -pthread
         -I"$root/src/fjffi/include" -I"$root/src/fjffi/src" -I"$root/src/fjffi/kernels" -I"$here")
 fuzz_flags=(-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
-cov_flags=(-fsanitize=fuzzer -fprofile-instr-generate -fcoverage-mapping)
+cov_flags=(-fsanitize=fuzzer -fprofile-instr-generate -fcoverage-mapping -DFUZZ_COVERAGE)
 
 while read -r name sources; do
   case $name in ''|'#'*) continue ;; esac

@@ -69,7 +69,8 @@ for t in $targets; do
     fi
   fi
   # Replay the corpus once on the coverage build: what the fuzzing reached.
-  LLVM_PROFILE_FILE="$out/profiles/$t.profraw" "$out/$t.cov" -runs=0 "$corpus" \
+  # %p: a forked child writes a profile of its own.
+  LLVM_PROFILE_FILE="$out/profiles/$t.%p.profraw" "$out/$t.cov" -runs=0 "$corpus" \
     > "$out/$t.cov.log" 2>&1 || { echo "$t: coverage replay failed"; failed=1; }
   objects+=(-object "$out/$t.cov")
 done
