@@ -12,6 +12,8 @@
  *   - every valid call returns 0;
  *   - a failing kernel sets a message (typed) and leaves every output as
  *     it was.
+ * Where every descriptor is one fjffi would have proved well formed, the
+ * _trusted entry points (which skip those proofs) must answer the same.
  * The raw ABI carries no sizes, so the raw kernels' buffers are always the
  * 8 bytes of their contract: enforcing sizes is the caller's job there.
  */
@@ -36,18 +38,31 @@ typedef struct slot {
 
 enum { NEGATE, ADD, MULTIPLY, SUM, N_TYPED };
 
-static int32_t call_typed(int k, const fjffi_buffer *in, size_t n_in, const fjffi_buffer *out,
-                          size_t n_out, fjffi_context *ctx) {
+static int32_t call_typed(int k, int trusted, const fjffi_buffer *in, size_t n_in,
+                          const fjffi_buffer *out, size_t n_out, fjffi_context *ctx) {
     switch (k) {
     case NEGATE:
-        return fjffi_kernel_negate(in, n_in, out, n_out, ctx);
+        return (trusted ? fjffi_kernel_negate_trusted : fjffi_kernel_negate)(in, n_in, out, n_out,
+                                                                              ctx);
     case ADD:
-        return fjffi_kernel_add(in, n_in, out, n_out, ctx);
+        return (trusted ? fjffi_kernel_add_trusted : fjffi_kernel_add)(in, n_in, out, n_out, ctx);
     case MULTIPLY:
-        return fjffi_kernel_multiply(in, n_in, out, n_out, ctx);
+        return (trusted ? fjffi_kernel_multiply_trusted : fjffi_kernel_multiply)(in, n_in, out,
+                                                                                  n_out, ctx);
     default:
-        return fjffi_kernel_sum(in, n_in, out, n_out, ctx);
+        return (trusted ? fjffi_kernel_sum_trusted : fjffi_kernel_sum)(in, n_in, out, n_out, ctx);
     }
+}
+
+/* Whether fjffi would have proved every descriptor well formed, which is
+ * all the _trusted kernels may assume. */
+static int all_well_formed(const fjffi_buffer *in, size_t n_in, const fjffi_buffer *out,
+                           size_t n_out) {
+    for (size_t j = 0; j < n_in; ++j)
+        if (fjffi_check_buffer(&in[j], NULL, 0) != 0) return 0;
+    for (size_t j = 0; j < n_out; ++j)
+        if (fjffi_check_buffer(&out[j], NULL, 0) != 0) return 0;
+    return 1;
 }
 
 static int same_shape(const fjffi_buffer *a, const fjffi_buffer *b) {
@@ -225,7 +240,7 @@ static void one_typed(fuzz_input *in) {
     memset(ctx.message, 0x5A, sizeof ctx.message);
     /* fjffi always passes a context, but a kernel given none must still just fail. */
     int no_ctx = (fuzz_u8(in) & 0x1F) == 0x1F;
-    int32_t rc = call_typed(k, ins, n_in, outs, n_out, no_ctx ? NULL : &ctx);
+    int32_t rc = call_typed(k, 0, ins, n_in, outs, n_out, no_ctx ? NULL : &ctx);
     if (rc == 0) {
         FUZZ_CHECK(valid);
         check_results(k, ins, outs);
@@ -242,6 +257,27 @@ static void one_typed(fuzz_input *in) {
     /* Inputs are never written. */
     for (size_t j = 0; j < n_in; ++j)
         FUZZ_CHECK(memcmp(slots[j].alloc, slots[j].before, slots[j].alloc_size) == 0);
+
+    /* Given what fjffi proves, the _trusted entry point answers the same, byte for byte. */
+    if (all_well_formed(ins, n_in, outs, n_out)) {
+        uint8_t *after[MAX_BUFFERS];
+        for (size_t j = 0; j < n_out; ++j) {
+            slot *s = &slots[MAX_BUFFERS + j];
+            after[j] = malloc(s->alloc_size ? s->alloc_size : 1);
+            memcpy(after[j], s->alloc, s->alloc_size);
+            memcpy(s->alloc, s->before, s->alloc_size);
+        }
+        fjffi_context ctx2;
+        memset(ctx2.message, 0x5A, sizeof ctx2.message);
+        int32_t rc2 = call_typed(k, 1, ins, n_in, outs, n_out, &ctx2);
+        FUZZ_CHECK(rc2 == rc);
+        if (rc != 0 && !no_ctx) FUZZ_CHECK(strcmp(ctx2.message, ctx.message) == 0);
+        for (size_t j = 0; j < n_out; ++j) {
+            slot *s = &slots[MAX_BUFFERS + j];
+            FUZZ_CHECK(memcmp(s->alloc, after[j], s->alloc_size) == 0);
+            free(after[j]);
+        }
+    }
     for (size_t j = 0; j < 2 * MAX_BUFFERS; ++j) free_slot(&slots[j]);
     free(ins);
     free(outs);

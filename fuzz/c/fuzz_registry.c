@@ -2,13 +2,14 @@
  * libFuzzer target: the registry (src/fjffi/src/registry.c) against a
  * linear array holding what it must hold.
  *
- * The input is a hash mode byte, then operations on two registries:
- * add (optionally with its n-th allocation failing), many adds, get,
- * records, count, hash, fork (the child must find a working registry),
- * destroy-and-init.
- * Names are exact-size heap copies with no NUL after them, so reading past
- * a name's length is an ASan report.  The hash mode makes many names share
- * a hash or a probe chain, which the real hash almost never does.  Any
+ * The input is a mode byte, then operations on two registries: add_all of
+ * a few targets (optionally replacing, optionally with its n-th allocation
+ * failing), add_all of many (the table grows), remove, get, cached get,
+ * hash, a full check of the table, fork (the child must find a working
+ * registry), destroy-and-init.  Names are exact-size heap copies with no
+ * NUL after them, so reading past a name's length is an ASan report.  The
+ * mode makes many names share a hash or a probe chain, which the real hash
+ * almost never does, so removal's backward shift meets long runs.  Any
  * disagreement with the model aborts.
  */
 #include <errno.h>
@@ -42,6 +43,8 @@ static void *fuzz_calloc(size_t n, size_t size) {
 
 #define MAX_ENTRIES 200 /* grows the table to 512 slots; more only slows the fuzzing */
 #define MAX_NAME 48
+#define MAX_BATCH 64
+#define N_CACHES 4
 
 typedef struct model_entry {
     uint8_t name[MAX_NAME];
@@ -55,7 +58,7 @@ typedef struct model_entry {
 typedef struct model {
     model_entry e[MAX_ENTRIES];
     size_t count;
-    size_t capacity; /* the table size the registry must have: 16, doubled at half full */
+    size_t capacity; /* the table size the registry must have: 16, doubled past half full */
 } model;
 
 static int hash_mode;
@@ -92,7 +95,7 @@ static uint64_t name_hash(const uint8_t *p, size_t n) {
     }
 }
 
-static const model_entry *model_get(const model *m, const uint8_t *name, size_t len) {
+static model_entry *model_get(model *m, const uint8_t *name, size_t len) {
     uint64_t key = reference_fnv1a(name, len);
     for (size_t i = 0; i < m->count; ++i)
         if (m->e[i].key == key && m->e[i].len == len && memcmp(m->e[i].name, name, len) == 0)
@@ -100,16 +103,18 @@ static const model_entry *model_get(const model *m, const uint8_t *name, size_t 
     return NULL;
 }
 
+/* The names the caches are for: one cache serves one name. */
+static const char *const pool[] = {"", "a", "b", "ab", "ba", "negate", "add", "add\0x",
+                                   "sum", "copy"};
+static const size_t pool_lens[] = {0, 1, 1, 2, 2, 6, 3, 5, 3, 4};
+
 /* A name: from a small pool (so names repeat) or raw bytes, NUL included. */
 static size_t read_name(fuzz_input *in, uint8_t *name) {
     uint8_t kind = fuzz_u8(in);
     if (kind & 1) {
-        static const char *const pool[] = {"", "a", "b", "ab", "ba", "negate", "add", "add\0x",
-                                           "sum", "copy"};
-        static const size_t lens[] = {0, 1, 1, 2, 2, 6, 3, 5, 3, 4};
         size_t k = (kind >> 1) % 10;
-        memcpy(name, pool[k], lens[k]);
-        return lens[k];
+        memcpy(name, pool[k], pool_lens[k]);
+        return pool_lens[k];
     }
     size_t len = (size_t)(kind >> 1) % (MAX_NAME + 1);
     return fuzz_bytes(in, name, len);
@@ -126,55 +131,91 @@ static void check_same(const registry_target *t, const model_entry *e) {
     FUZZ_CHECK(t->hash == name_hash(e->name, e->len));
 }
 
-/*
- * Adds name to r and to the model, checking the outcome: flags pick the
- * target's fields and (top two bits) which allocation of registry_add
- * fails.  Returns 1, adding nothing, when the model is full.
- */
-static int add_one(registry *r, model *m, const uint8_t *scratch, size_t len, uint8_t flags,
-                   uintptr_t *next_record) {
-    const model_entry *old = model_get(m, scratch, len);
-    if (old == NULL && m->count == MAX_ENTRIES) return 1; /* the model is full */
-    char *name = malloc(len ? len : 1);
-    memcpy(name, scratch, len);
-    registry_target t;
-    memset(&t, 0xA5, sizeof t); /* the registry must not rely on fields it sets itself */
-    t.name = name;
-    t.name_len = len;
-    t.hash = name_hash(scratch, len);
-    t.fn = (flags & 1) ? NULL : (void *)(*next_record * 16);
-    t.api_version = flags >> 1 & 1;
-    t.gil = (flags >> 2) % 3;
-    t.thread_safe = flags >> 4 & 1;
-    t.is_callback = flags >> 5 & 1;
-    t.record = (void *)(*next_record * 16 + 8);
-    *next_record += 1;
-    /* Allocations 1 and 2 (target, name) come first; 3 is the grown table. */
-    int fail = flags >> 6;
-    int grows = old == NULL && 2 * (m->count + 1) > m->capacity;
-    fail_at = fail;
-    int rc = registry_add(r, &t);
-    fail_at = 0;
-    free(name); /* the registry keeps its own copy */
-    if (fail == 1 || fail == 2 || (fail == 3 && grows)) {
-        FUZZ_CHECK(rc == -1); /* and nothing changed: the final checks see to that */
-    } else if (old != NULL) {
-        FUZZ_CHECK(rc == 1);
-    } else {
-        FUZZ_CHECK(rc == 0);
-        if (grows) m->capacity *= 2;
-        model_entry *e = &m->e[m->count++];
-        memcpy(e->name, scratch, len);
-        e->len = len;
-        e->key = reference_fnv1a(scratch, len);
-        e->fn = t.fn;
-        e->record = t.record;
-        e->api_version = t.api_version;
-        e->gil = t.gil;
-        e->thread_safe = t.thread_safe;
-        e->is_callback = t.is_callback;
+/* Every entry is found by its name, and the table holds nothing else. */
+static void check_table(registry *r, model *m) {
+    FUZZ_CHECK(r->count == m->count && r->capacity == m->capacity);
+    size_t used = 0;
+    for (size_t i = 0; i < r->capacity; ++i) used += r->slots[i] != NULL;
+    FUZZ_CHECK(used == m->count);
+    for (size_t i = 0; i < m->count; ++i) {
+        const model_entry *e = &m->e[i];
+        check_same(registry_get(r, (const char *)e->name, e->len, name_hash(e->name, e->len)), e);
     }
-    FUZZ_CHECK(r->capacity == m->capacity && r->count == m->count);
+}
+
+/*
+ * add_all of n names with their fields from flags, replacing or not, with
+ * the fail-th allocation failing (0: none); checks the outcome against the
+ * model and updates it.  Returns 1, adding nothing, when the model could
+ * not hold the result.
+ */
+static int add_batch(registry *r, model *m, uint8_t (*names)[MAX_NAME], const size_t *lens,
+                     size_t n, int replace, int fail, uint8_t flags, uintptr_t *next_record) {
+    registry_target t[MAX_BATCH];
+    char *copies[MAX_BATCH];
+    size_t fresh = 0;
+    for (size_t k = 0; k < n; ++k) fresh += model_get(m, names[k], lens[k]) == NULL;
+    if (m->count + fresh > MAX_ENTRIES) return 1;
+    for (size_t k = 0; k < n; ++k) {
+        copies[k] = malloc(lens[k] ? lens[k] : 1);
+        memcpy(copies[k], names[k], lens[k]);
+        memset(&t[k], 0xA5, sizeof t[k]); /* the registry must not rely on fields it sets */
+        t[k].name = copies[k];
+        t[k].name_len = lens[k];
+        t[k].hash = name_hash(names[k], lens[k]);
+        t[k].fn = (flags & 1) ? NULL : (void *)(*next_record * 16);
+        t[k].api_version = flags >> 1 & 1;
+        t[k].gil = (flags >> 2) % 3;
+        t[k].thread_safe = flags >> 4 & 1;
+        t[k].is_callback = flags >> 5 & 1;
+        t[k].record = (void *)(*next_record * 16 + 8);
+        *next_record += 1;
+    }
+
+    /* What registry_add_all must answer: allocation 1 is the array of copies,
+     * then two per target (target, name) up to the first repeated name, then
+     * one per doubling of the table. */
+    int want = 0;
+    int alloc = 1;
+    if (fail == alloc) want = -1;
+    for (size_t k = 0; k < n && want == 0; ++k) {
+        if (fail == alloc + 1 || fail == alloc + 2) want = -1;
+        alloc += 2;
+        for (size_t j = 0; j < k && want == 0; ++j)
+            if (lens[j] == lens[k] && memcmp(names[j], names[k], lens[k]) == 0) want = (int)k + 1;
+    }
+    size_t capacity = m->capacity;
+    for (size_t k = 0; k < n && want == 0; ++k)
+        if (!replace && model_get(m, names[k], lens[k]) != NULL) want = (int)k + 1;
+    while (want == 0 && 2 * (m->count + fresh) > capacity) {
+        if (fail == ++alloc) want = -1;
+        capacity *= 2;
+    }
+
+    uint64_t generation = atomic_load(&r->generation);
+    fail_at = fail;
+    int rc = registry_add_all(r, t, n, replace);
+    fail_at = 0;
+    for (size_t k = 0; k < n; ++k) free(copies[k]); /* the registry keeps its own */
+    FUZZ_CHECK(rc == want);
+    FUZZ_CHECK(atomic_load(&r->generation) == generation + (rc == 0));
+    if (rc == 0) {
+        m->capacity = capacity;
+        for (size_t k = 0; k < n; ++k) {
+            model_entry *e = model_get(m, names[k], lens[k]);
+            if (e == NULL) e = &m->e[m->count++];
+            memcpy(e->name, names[k], lens[k]);
+            e->len = lens[k];
+            e->key = reference_fnv1a(names[k], lens[k]);
+            e->fn = t[k].fn;
+            e->record = t[k].record;
+            e->api_version = t[k].api_version;
+            e->gil = t[k].gil;
+            e->thread_safe = t[k].thread_safe;
+            e->is_callback = t[k].is_callback;
+        }
+    }
+    FUZZ_CHECK(r->count == m->count && r->capacity == m->capacity);
     return 0;
 }
 
@@ -186,7 +227,7 @@ int __llvm_profile_write_file(void);
  * The child of a fork finds every entry, can add and look up a new one, and
  * exits without running anything of its parent's (no atexit, no libFuzzer).
  */
-static void fork_and_check(registry *regs, const model *models) {
+static void fork_and_check(registry *regs, model *models) {
     pid_t pid = fork();
     FUZZ_CHECK(pid >= 0);
     if (pid == 0) {
@@ -203,11 +244,9 @@ static void fork_and_check(registry *regs, const model *models) {
             t.name = "\xff after fork";
             t.name_len = strlen(t.name);
             t.hash = name_hash((const uint8_t *)t.name, t.name_len);
-            int rc = registry_add(&regs[k], &t);
-            ok &= rc == 0 || (rc == 1 && model_get(&models[k], (const uint8_t *)t.name,
-                                                   t.name_len) != NULL);
-            ok &= registry_get(&regs[k], t.name, t.name_len, t.hash) != NULL;
-            ok &= registry_count(&regs[k]) == models[k].count + (rc == 0);
+            int rc = registry_add_all(&regs[k], &t, 1, 1);
+            ok &= rc == 0 && registry_get(&regs[k], t.name, t.name_len, t.hash) != NULL;
+            ok &= registry_remove(&regs[k], t.name, t.name_len, t.hash) == 0;
         }
 #ifdef FUZZ_COVERAGE
         /* _exit skips the profile's own writer, and fork_child ran here. */
@@ -227,7 +266,10 @@ static void fork_and_check(registry *regs, const model *models) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fuzz_input in = {data, size};
     static model models[2];
+    static uint8_t names[MAX_BATCH][MAX_NAME];
+    size_t lens[MAX_BATCH];
     registry regs[2];
+    registry_cache caches[2][N_CACHES];
     uintptr_t next_record = 1;
 
     uint8_t mode = fuzz_u8(&in);
@@ -239,6 +281,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
      */
     static unsigned fork_turn;
     int forked = mode < 0xFC;
+    memset(caches, 0, sizeof caches);
     for (int k = 0; k < 2; ++k) {
         FUZZ_CHECK(registry_init(&regs[k]) == 0);
         models[k].count = 0;
@@ -252,21 +295,42 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         model *m = &models[k];
         uint8_t scratch[MAX_NAME];
         size_t len;
-        switch (op % 8) {
-        case 0: /* add */
-            len = read_name(&in, scratch);
-            if (add_one(r, m, scratch, len, fuzz_u8(&in), &next_record)) goto done;
-            break;
-        case 7: { /* many adds, so the table grows: names '#', i (2 bytes), a seed byte */
-            size_t n = fuzz_u8(&in) % 64;
-            uint8_t seed = fuzz_u8(&in);
-            for (size_t i = 0; i < n; ++i) {
-                uint8_t name[4] = {'#', (uint8_t)i, (uint8_t)(i >> 8), seed};
-                if (add_one(r, m, name, sizeof name, 0, &next_record)) goto done;
-            }
+        switch (op % 10) {
+        case 0: { /* add_all of 1 to 4 names */
+            uint8_t how = fuzz_u8(&in);
+            size_t n = 1 + how % 4;
+            for (size_t j = 0; j < n; ++j) lens[j] = read_name(&in, names[j]);
+            if (add_batch(r, m, names, lens, n, how >> 2 & 1, (how >> 3) % 12, fuzz_u8(&in),
+                          &next_record))
+                goto done;
             break;
         }
-        case 1: { /* get */
+        case 1: { /* add_all of many: names '#', j (2 bytes), a seed byte */
+            size_t n = fuzz_u8(&in) % (MAX_BATCH + 1);
+            uint8_t seed = fuzz_u8(&in);
+            for (size_t j = 0; j < n; ++j) {
+                uint8_t name[4] = {'#', (uint8_t)j, (uint8_t)(j >> 8), seed};
+                memcpy(names[j], name, sizeof name);
+                lens[j] = sizeof name;
+            }
+            if (add_batch(r, m, names, lens, n, seed & 1, 0, 0, &next_record)) goto done;
+            break;
+        }
+        case 2: { /* remove */
+            len = read_name(&in, scratch);
+            char *name = malloc(len ? len : 1);
+            memcpy(name, scratch, len);
+            model_entry *e = model_get(m, scratch, len);
+            uint64_t generation = atomic_load(&r->generation);
+            int rc = registry_remove(r, name, len, name_hash(scratch, len));
+            free(name);
+            FUZZ_CHECK(rc == (e == NULL));
+            FUZZ_CHECK(atomic_load(&r->generation) == generation + (e != NULL));
+            if (e != NULL) *e = m->e[--m->count];
+            FUZZ_CHECK(r->count == m->count);
+            break;
+        }
+        case 3: { /* get */
             len = read_name(&in, scratch);
             char *name = malloc(len ? len : 1);
             memcpy(name, scratch, len);
@@ -275,32 +339,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             free(name);
             break;
         }
-        case 2: { /* records, into an array of exactly max slots */
-            size_t max = fuzz_u8(&in) % (m->count + 3);
-            void **out = malloc((max ? max : 1) * sizeof *out);
-            size_t n = registry_records(r, out, max);
-            FUZZ_CHECK(n == (max < m->count ? max : m->count));
-            for (size_t i = 0; i < n; ++i) {
-                int found = 0;
-                for (size_t j = 0; j < m->count; ++j) found += m->e[j].record == out[i];
-                FUZZ_CHECK(found == 1);
-                for (size_t j = 0; j < i; ++j) FUZZ_CHECK(out[j] != out[i]);
-            }
-            free(out);
+        case 4: { /* cached get: cache c always serves pool name c */
+            size_t c = fuzz_u8(&in) % N_CACHES;
+            const uint8_t *name = (const uint8_t *)pool[c + 3];
+            size_t n = pool_lens[c + 3];
+            check_same(registry_cached_get(r, &caches[k][c], (const char *)name, n,
+                                           name_hash(name, n)),
+                       model_get(m, name, n));
             break;
         }
-        case 3: /* count */
-            FUZZ_CHECK(registry_count(r) == m->count);
-            break;
-        case 4: /* hash */
+        case 5: /* hash */
             len = read_name(&in, scratch);
             FUZZ_CHECK(registry_hash((const char *)scratch, len) == reference_fnv1a(scratch, len));
             break;
-        case 5: /* fork, at most once per input */
+        case 6:
+            check_table(r, m);
+            break;
+        case 7: /* fork, at most once per input */
             if (!forked) {
                 forked = 1;
                 if (fork_turn++ % 64 == 0) fork_and_check(regs, models);
             }
+            break;
+        case 8: /* add_all of nothing changes nothing */
+            FUZZ_CHECK(registry_add_all(r, NULL, 0, op & 1) == 0);
             break;
         default: /* destroy with everything in it, then start again */
             registry_destroy(r);
@@ -312,21 +374,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 registry_destroy(r);
             }
             FUZZ_CHECK(registry_init(r) == 0);
+            memset(caches[k], 0, sizeof caches[k]);
             m->count = 0;
             m->capacity = 16;
             break;
         }
     }
 done:
-    /* Every entry is still there, found by its name, at the end. */
     for (int k = 0; k < 2; ++k) {
-        for (size_t i = 0; i < models[k].count; ++i) {
-            const model_entry *e = &models[k].e[i];
-            check_same(registry_get(&regs[k], (const char *)e->name, e->len,
-                                    name_hash(e->name, e->len)),
-                       e);
-        }
-        FUZZ_CHECK(registry_count(&regs[k]) == models[k].count);
+        check_table(&regs[k], &models[k]);
         registry_destroy(&regs[k]);
     }
     return 0;
