@@ -54,7 +54,7 @@ static void install_fork_handlers(void) { pthread_atfork(fork_prepare, fork_pare
 
 uint64_t registry_hash(const char *name, size_t len) {
     /* FNV-1a: simple, and names are short. */
-    uint64_t h = 1469598103934665603ULL;
+    uint64_t h = 14695981039346656037ULL; /* the published 64-bit offset basis */
     for (size_t i = 0; i < len; ++i) {
         h ^= (unsigned char)name[i];
         h *= 1099511628211ULL;
@@ -98,13 +98,12 @@ void registry_destroy(registry *r) {
         }
     }
     pthread_mutex_unlock(&live_lock);
-    for (size_t i = 0; i < r->capacity; ++i) {
+    for (size_t i = 0; i < r->capacity; ++i)
         if (r->slots[i] != NULL) free_target(r->slots[i]);
     while (r->retired != NULL) {
         registry_target *t = r->retired;
         r->retired = t->next_retired;
         free_target(t);
-    }
     }
     free(r->slots);
     r->slots = NULL;
