@@ -55,9 +55,9 @@ def build(tmp_path_factory):
     probe = folder / "probe.c"
     probe.write_text("int main(void) { return 0; }\n")
     if subprocess.run([cc, *sanitize, str(probe), "-o", str(folder / "probe")],
-                      capture_output=True, env=clean_env()).returncode != 0 or \
+                      capture_output=True, env=clean_env(), check=False).returncode != 0 or \
             subprocess.run([str(folder / "probe")], capture_output=True,
-                           env=clean_env()).returncode != 0:
+                           env=clean_env(), check=False).returncode != 0:
         sanitize = []
     built = {}
 
@@ -79,7 +79,7 @@ def build(tmp_path_factory):
 
 def replay(exe, *paths):
     return subprocess.run([str(exe), *map(str, paths)], capture_output=True, text=True,
-                          timeout=300, env=clean_env())
+                          timeout=300, env=clean_env(), check=False)
 
 
 def corpus(name):

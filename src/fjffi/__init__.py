@@ -7,6 +7,7 @@ released, from many threads at once.
 
 import os as _os
 
+from fjffi._callbacks import PurityConfig
 from fjffi._core import (
     Buffer,
     Call,
@@ -20,9 +21,9 @@ from fjffi._core import (
     stats_enabled,
     to_buffer,
 )
-from fjffi._callbacks import PurityConfig
 from fjffi._spec import KernelSpec, spec
 from fjffi._targets import Target
+from fjffi._version import __version__
 from fjffi.errors import (
     BufferMismatchError,
     BufferOverrunError,
@@ -39,8 +40,6 @@ from fjffi.errors import (
     UnrepresentableValueError,
     UnsupportedDtypeError,
 )
-
-from fjffi._version import __version__
 
 
 def register(name, target, *, api_version=0, gil="auto", thread_safe=True, keep_alive=None,

@@ -113,7 +113,8 @@ class InvalidBoolByteError(FfiError, ValueError):
         )
 
     def __reduce__(self):
-        return (type(self), (self.buffer_index, self.byte_index, self.value, self.where), self.__dict__)
+        return (type(self), (self.buffer_index, self.byte_index, self.value, self.where),
+                self.__dict__)
 
 
 class UnsupportedDtypeError(FfiError, TypeError):

@@ -6,8 +6,8 @@ zero-size buffers, thousands of buffers or names, odd unicode names."""
 
 import array
 import ctypes
-import fractions
 import decimal
+import fractions
 
 import numpy as np
 import pytest
@@ -267,7 +267,8 @@ def test_register_target(bad, api_version):
 CALLBACK_BAD = {
     "fn_None": (dict(fn=None), TypeError), "fn_int": (dict(fn=1), TypeError),
     "fn_str": (dict(fn="f"), TypeError),
-    "flavor_upper": (dict(flavor="PURE"), ValueError), "flavor_empty": (dict(flavor=""), ValueError),
+    "flavor_upper": (dict(flavor="PURE"), ValueError),
+    "flavor_empty": (dict(flavor=""), ValueError),
     "flavor_None": (dict(flavor=None), (TypeError, ValueError)),
     "flavor_int": (dict(flavor=1), TypeError),
     "purity_True": (dict(purity=True), TypeError), "purity_dict": (dict(purity={}), TypeError),
@@ -349,7 +350,8 @@ SHAPE_BAD = {
     "None": (None, TypeError), "str": ("1", TypeError), "nested": (((1,),), TypeError),
     "negative": ((-1,), ValueError), "np_negative": ((np.int64(-1),), ValueError),
     "huge": ((2**63,), E.BufferMismatchError), "huge_int": ((2**70,), E.BufferMismatchError),
-    "product": ((2**62, 4), E.BufferMismatchError), "product3": ((2**21,) * 3, E.BufferMismatchError),
+    "product": ((2**62, 4), E.BufferMismatchError),
+    "product3": ((2**21,) * 3, E.BufferMismatchError),
     "too_many_dims": ((1,) * 65, ValueError),
 }
 
