@@ -61,3 +61,10 @@ cdef extern from "fjffi.h":
         int (*register_function)(void *registry, const char *name, void *fn,
                                  int32_t api_version, const char *gil,
                                  int32_t thread_safe) except -1
+        int32_t (*invoke)(void *registry, const char *name, size_t name_len,
+                          const fjffi_buffer *inputs, size_t n_inputs,
+                          const fjffi_buffer *outputs, size_t n_outputs, int32_t *code,
+                          char *message, size_t message_size) noexcept nogil
+    enum:
+        FJFFI_INVOKE_REFUSED
+        FJFFI_INVOKE_FAILED

@@ -6,8 +6,10 @@ what it returns into the outputs; everything here is plain Python.
 
 from __future__ import annotations
 
+import os
 import threading
 import warnings
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,6 +49,9 @@ class Callback:
     def __init__(self, name: str, fn, flavor: str, purity: PurityConfig | None):
         if not callable(fn):
             raise TypeError(f"callback {name!r}: {type(fn).__name__} object is not callable")
+        if type(flavor) is not str:
+            raise TypeError(f"callback {name!r}: flavor must be 'pure' or 'io', not "
+                            f"{type(flavor).__name__}")
         if flavor not in FLAVORS:
             raise ValueError(f"callback {name!r}: flavor must be 'pure' or 'io', not {flavor!r}")
         if purity is None:
@@ -60,6 +65,8 @@ class Callback:
         # io callbacks run one at a time, in the order their calls arrive; a
         # reentrant lock lets an io callback call fjffi itself.
         self.lock = threading.RLock() if flavor == "io" else None
+        if self.lock is not None:
+            IO_CALLBACKS.add(self)
 
     def __repr__(self):
         return f"Callback({self.name!r}, {self.fn!r}, flavor={self.flavor!r})"
@@ -91,6 +98,20 @@ class Callback:
                     f"callback returned different results on identical inputs ({difference})",
                 )
         return first
+
+
+# Every live io callback, so that a forked child can make its locks anew: a
+# lock held by a thread of the parent at fork() has no owner in the child.
+IO_CALLBACKS: weakref.WeakSet = weakref.WeakSet()
+
+
+def _new_io_locks_in_child() -> None:
+    for callback in list(IO_CALLBACKS):
+        callback.lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_io_locks_in_child)
 
 
 def as_results(value) -> tuple:

@@ -38,6 +38,7 @@ from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t, uintptr_t
 from libc.stdlib cimport calloc, malloc, free
+from libc.stdio cimport snprintf
 from libc.string cimport memset, memcpy, memchr
 
 cimport cython
@@ -70,6 +71,12 @@ cdef extern from "<pthread.h>" nogil:
     int pthread_mutex_trylock(pthread_mutex_t *m)
     int pthread_mutex_unlock(pthread_mutex_t *m)
 
+cdef extern from "check.h" nogil:
+    ptrdiff_t fjffi_first_bad_bool(const uint8_t *p, size_t n)
+    int fjffi_checked_nbytes(const int64_t *shape, int ndim, int64_t itemsize, int64_t *out)
+    bint fjffi_overlaps(const fjffi_buffer *a, const fjffi_buffer *b)
+    int fjffi_check_buffer(const fjffi_buffer *b, char *msg, size_t cap)
+
 cdef extern from "crash.h" nogil:
     const char *fjffi_running_target
     int fjffi_install_crash_report()
@@ -80,7 +87,6 @@ cdef extern from *:
     _Static_assert(sizeof(npy_intp) == sizeof(int64_t), "fjffi needs a 64-bit npy_intp");
     _Static_assert(sizeof(Py_ssize_t) == sizeof(int64_t), "fjffi needs a 64-bit Py_ssize_t");
     """
-    bint __builtin_mul_overflow(Py_ssize_t a, Py_ssize_t b, Py_ssize_t *out) noexcept nogil
 
 cnp.import_array()
 
@@ -103,6 +109,7 @@ cdef fjffi_c_api C_API
 C_API.version = FJFFI_C_API_VERSION
 C_API.size = sizeof(fjffi_c_api)
 C_API.register_function = c_api_register
+C_API.invoke = c_api_invoke
 _C_API = PyCapsule_New(&C_API, FJFFI_C_API_CAPSULE, NULL)
 
 # A kernel that crashes takes the process down (docs/design.md, threat T7):
@@ -112,3 +119,5 @@ if fjffi_install_crash_report() != 0:
 
 default_registry = Registry()
 default_registry.register_builtins()
+DEFAULT_REGISTRY = reg_of(default_registry)
+REGISTRY_TYPE = <TypeObject *><void *>Registry

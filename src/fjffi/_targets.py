@@ -50,7 +50,8 @@ class Target:
     keep_alive: Any = field(default=None, repr=False, compare=False)
 
 
-def foreign_address(name: str, source: Any, api_version: int) -> tuple[int, str, Any]:
+def foreign_address(name: str, source: Any, api_version: int,
+                    follow_ctypes: bool = True) -> tuple[int, str, Any]:
     """(address, kind, owner) of a foreign function source.
 
     Accepted: a ctypes function pointer (from a CDLL, or a CFUNCTYPE
@@ -85,9 +86,10 @@ def foreign_address(name: str, source: Any, api_version: int) -> tuple[int, str,
         return cffi_address(name, source, api_version)
     if is_cffi_builtin(source):
         return cffi_builtin_address(name, source, api_version)
-    inner = getattr(source, "ctypes", None)
-    if inner is not None and inner is not source:
-        address, kind, _ = foreign_address(name, inner, api_version)
+    inner = getattr(source, "ctypes", None) if follow_ctypes else None
+    if inner is not None:
+        # One level only: `.ctypes` must be the function pointer itself.
+        address, kind, _ = foreign_address(name, inner, api_version, follow_ctypes=False)
         return address, kind, source
     if callable(source):
         raise TypeError(

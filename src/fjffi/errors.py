@@ -40,7 +40,7 @@ class TargetNotFoundError(FfiError, LookupError):
         super().__init__(f"no target named {name!r} is registered; registered: [{shown}]")
 
     def __reduce__(self):
-        return (type(self), (self.name, self.available))
+        return (type(self), (self.name, self.available), self.__dict__)
 
 
 class DuplicateTargetError(FfiError, ValueError):
@@ -56,7 +56,7 @@ class DuplicateTargetError(FfiError, ValueError):
         )
 
     def __reduce__(self):
-        return (type(self), (self.name, self.detail))
+        return (type(self), (self.name, self.detail), self.__dict__)
 
 
 class NullPointerError(FfiError, ValueError):
@@ -65,7 +65,7 @@ class NullPointerError(FfiError, ValueError):
         super().__init__(f"target {target_name!r}: the function pointer is null")
 
     def __reduce__(self):
-        return (type(self), (self.target_name,))
+        return (type(self), (self.target_name,), self.__dict__)
 
 
 class BufferMismatchError(FfiError, ValueError):
@@ -93,7 +93,7 @@ class BufferMismatchError(FfiError, ValueError):
 
     def __reduce__(self):
         return (type(self), (self.buffer_index, self.expected_bytes, self.actual_bytes,
-                             self.detail))
+                             self.detail), self.__dict__)
 
 
 class InvalidBoolByteError(FfiError, ValueError):
@@ -114,7 +114,7 @@ class InvalidBoolByteError(FfiError, ValueError):
         )
 
     def __reduce__(self):
-        return (type(self), (self.buffer_index, self.byte_index, self.value, self.where))
+        return (type(self), (self.buffer_index, self.byte_index, self.value, self.where), self.__dict__)
 
 
 class UnsupportedDtypeError(FfiError, TypeError):
@@ -127,7 +127,7 @@ class UnsupportedDtypeError(FfiError, TypeError):
         super().__init__(msg + "; fjffi takes " + ", ".join(_dtype_names()))
 
     def __reduce__(self):
-        return (type(self), (self.dtype, self.detail))
+        return (type(self), (self.dtype, self.detail), self.__dict__)
 
 
 def _dtype_names() -> tuple:
@@ -145,7 +145,7 @@ class UnrepresentableValueError(FfiError, OverflowError):
         super().__init__(f"{value!r} cannot be represented as {dtype}")
 
     def __reduce__(self):
-        return (type(self), (self.dtype, self.value))
+        return (type(self), (self.dtype, self.value), self.__dict__)
 
 
 class LayoutError(FfiError, ValueError):
@@ -164,7 +164,7 @@ class CallFailedError(FfiError, RuntimeError):
         super().__init__(text)
 
     def __reduce__(self):
-        return (type(self), (self.target, self.code, self.message))
+        return (type(self), (self.target, self.code, self.message), self.__dict__)
 
 
 class PurityViolationError(FfiError):
@@ -174,7 +174,7 @@ class PurityViolationError(FfiError):
         super().__init__(f"pure callback {callback_name!r} is not idempotent: {detail}")
 
     def __reduce__(self):
-        return (type(self), (self.callback_name, self.detail))
+        return (type(self), (self.callback_name, self.detail), self.__dict__)
 
 
 class BufferOverrunError(FfiError):
@@ -196,7 +196,7 @@ class BufferOverrunError(FfiError):
         super().__init__(f"target {target!r} wrote {where} its declared bytes was changed")
 
     def __reduce__(self):
-        return (type(self), (self.target, self.buffer_index, self.byte_index))
+        return (type(self), (self.target, self.buffer_index, self.byte_index), self.__dict__)
 
 
 class TargetCrashedError(CallFailedError):
@@ -218,7 +218,7 @@ class TargetCrashedError(CallFailedError):
         super().__init__(target, code, message + "; the worker restarts for the next call")
 
     def __reduce__(self):
-        return (type(self), (self.target, self.signal, self.status))
+        return (type(self), (self.target, self.signal, self.status), self.__dict__)
 
 
 class TargetTimeoutError(CallFailedError, TimeoutError):
@@ -236,7 +236,7 @@ class TargetTimeoutError(CallFailedError, TimeoutError):
         )
 
     def __reduce__(self):
-        return (type(self), (self.target, self.timeout))
+        return (type(self), (self.target, self.timeout), self.__dict__)
 
 
 def signal_name(number: int) -> str:

@@ -63,6 +63,10 @@ def test_uninitialised_buffer_is_refused(make, use):
 @pytest.mark.parametrize("export", [np.asarray, memoryview, bytes])
 def test_uninitialised_buffer_exports_nothing(make, export):
     b = MAKERS[make]()
+    if export is np.asarray:
+        # numpy wraps what refuses the buffer protocol as a Python object.
+        assert np.asarray(b).dtype == object
+        return
     with pytest.raises((BufferError, TypeError)):
         export(b)
 
@@ -299,8 +303,10 @@ def test_buffer_copy_and_pickle(kind, sample):
     assert type(d) is fjffi.Buffer
     assert (d.shape, d.dtype, d.tobytes()) == (b.shape, b.dtype, b.tobytes())
     if kind != "pickle" and b.nbytes and not b.readonly:
-        fjffi.from_buffer(d)[...] = 0
-        assert d.tobytes() != b.tobytes(), "the copy shares memory with the original"
+        before = b.tobytes()
+        np.asarray(d).reshape(-1).view(np.uint8)[:] = 0xA5
+        assert b.tobytes() == before, "the copy shares memory with the original"
+        assert d.tobytes() == b"\xa5" * b.nbytes
 
 
 # --- Registry ----------------------------------------------------------------

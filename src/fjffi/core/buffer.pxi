@@ -1,22 +1,5 @@
 # --- Buffer: a validated block of memory with a shape and a dtype -----------
 
-cdef Py_ssize_t first_bad_bool(const uint8_t *p, Py_ssize_t n) noexcept nogil:
-    """Index of the first byte other than 0 or 1, or -1."""
-    cdef Py_ssize_t i = 0
-    cdef uint64_t word
-    # Eight bytes at a time: a byte is canonical iff its seven high bits are 0.
-    while i + 8 <= n:
-        memcpy(&word, p + i, 8)
-        if word & 0xFEFEFEFEFEFEFEFEULL:
-            break
-        i += 8
-    while i < n:
-        if p[i] > 1:
-            return i
-        i += 1
-    return -1
-
-
 cdef bint holds_objects(const char *fmt) noexcept:
     """Whether a PEP 3118 format has an 'O' item (a PyObject pointer); the
     field names of a struct format, between colons, do not count."""
@@ -32,21 +15,17 @@ cdef bint holds_objects(const char *fmt) noexcept:
     return False
 
 
-cdef int checked_nbytes(tuple shape, Py_ssize_t itemsize, Py_ssize_t *out) except -1:
-    """product(shape) * itemsize, or 1 when it does not fit a Py_ssize_t."""
-    cdef Py_ssize_t total = itemsize
-    cdef Py_ssize_t d
-    cdef bint overflow = False
-    for dim in shape:
-        d = dim
-        if d == 0:
-            total = 0
-            overflow = False
-            break
-        if not overflow and __builtin_mul_overflow(total, d, &total):
-            overflow = True
+cdef int checked_nbytes(tuple dims, Py_ssize_t itemsize, Py_ssize_t *out) except -1:
+    """product(dims) * itemsize into out; 1 when it does not fit (dims come
+    from normalize_shape: at most FJFFI_MAX_NDIM, each >= 0)."""
+    cdef int64_t shape[FJFFI_MAX_NDIM]
+    cdef int64_t total
+    cdef int i, ndim = len(dims)
+    for i in range(ndim):
+        shape[i] = dims[i]
+    cdef int rc = fjffi_checked_nbytes(shape, ndim, itemsize, &total)
     out[0] = total
-    return 1 if overflow else 0
+    return rc != 0
 
 
 cdef tuple normalize_shape(object shape, Py_ssize_t actual=0):
@@ -142,7 +121,7 @@ cdef class Buffer:
             raise LayoutError(f"Buffer data is not aligned to its {DTYPE_NAMES[code]} elements; "
                               "fjffi.to_buffer copies into aligned memory")
         if code == FJFFI_BOOL:
-            bad = first_bad_bool(<uint8_t *>self.view.buf, expected)
+            bad = fjffi_first_bad_bool(<uint8_t *>self.view.buf, expected)
             if bad >= 0:
                 raise InvalidBoolByteError(None, bad, (<uint8_t *>self.view.buf)[bad])
         self.setup(data, <char *>self.view.buf, expected, code, dims)

@@ -107,42 +107,48 @@ cdef int refuse_output(str name, size_t i, object obj) except -1:
     raise LayoutError(f"{name}: output {i} cannot be written in place: {problem}")
 
 
-cdef inline bint overlaps(const fjffi_buffer *a, const fjffi_buffer *b) noexcept nogil:
-    cdef uintptr_t a0 = <uintptr_t>a.data, b0 = <uintptr_t>b.data
-    return (a.nbytes > 0 and b.nbytes > 0
-            and a0 < b0 + b.nbytes and b0 < a0 + a.nbytes)
-
-
 cdef inline void zero_outputs(Frame *f) noexcept nogil:
     cdef size_t i
     for i in range(f.n_outputs):
         memset(f.outputs[i].data, 0, f.outputs[i].nbytes)
 
 
-cdef inline int check_contract(str name, const fjffi_raw_contract *c, Frame *f) except -1:
-    """A built-in raw kernel's needs, checked before it runs: the raw ABI
-    passes no sizes, so the kernel cannot check them itself."""
+cdef int contract_problem(const fjffi_raw_contract *c, Frame *f, char *detail,
+                         size_t size, size_t *index) noexcept nogil:
+    """What a built-in raw kernel's contract finds wrong with buffer *index
+    of the call (1 its dtype, 2 its size), said in detail; 0 when nothing.  The raw ABI passes no sizes, so the kernel
+    cannot check them itself; counts it checks itself, and with other
+    counts it fails with its own code."""
     cdef size_t i
     cdef const fjffi_buffer *b
     if f.n_inputs != c.n_inputs or f.n_outputs != c.n_outputs:
-        return 0  # the kernel checks counts and fails with its own code
+        return 0
     for i in range(f.n_inputs + f.n_outputs):
         b = &f.inputs[i]  # outputs follow inputs
-        if ((c.dtype >= 0 and b.dtype != c.dtype)
-                or b.nbytes < c.min_nbytes or b.nbytes > c.max_nbytes):
-            refuse_contract(name, c, f, i)
+        index[0] = i
+        if c.dtype >= 0 and b.dtype != c.dtype:
+            snprintf(detail, size, "buffer %zu must be %s", i, fjffi_dtype_info_of(c.dtype).name)
+            return 1
+        if b.nbytes < c.min_nbytes or b.nbytes > c.max_nbytes:
+            snprintf(detail, size, "buffer %zu has %zu bytes; it needs %s%zu", i, b.nbytes,
+                     "" if c.min_nbytes == c.max_nbytes else "at least ", c.min_nbytes)
+            return 2
     return 0
 
 
-cdef int refuse_contract(str name, const fjffi_raw_contract *c, Frame *f, size_t i) except -1:
-    cdef const fjffi_buffer *b = &f.inputs[i]
+cdef inline int check_contract(str name, const fjffi_raw_contract *c, Frame *f) except -1:
+    cdef char detail[128]
+    cdef size_t i
+    cdef int problem = contract_problem(c, f, detail, sizeof(detail), &i)
+    if problem == 0:
+        return 0
     role = f"input {i}" if i < f.n_inputs else f"output {i - f.n_inputs}"
-    if c.dtype >= 0 and b.dtype != c.dtype:
-        raise UnsupportedDtypeError(code_dtype(b.dtype),
+    if problem == 1:
+        raise UnsupportedDtypeError(code_dtype(f.inputs[i].dtype),
                                     f"{name}: {role} must be {DTYPE_NAMES[c.dtype]}")
     need = (f"{c.min_nbytes} bytes" if c.min_nbytes == c.max_nbytes
             else f"at least {c.min_nbytes} bytes")
-    raise BufferMismatchError(i, c.min_nbytes, b.nbytes, f"{name}: {role} needs {need}")
+    raise BufferMismatchError(i, c.min_nbytes, f.inputs[i].nbytes, f"{name}: {role} needs {need}")
 
 
 cdef inline int32_t run_kernel(const registry_target *t, Frame *f,
@@ -165,14 +171,19 @@ cdef inline int32_t run_kernel(const registry_target *t, Frame *f,
     return rc
 
 
-cdef inline void lock_target(const registry_target *t) noexcept:
+cdef inline int lock_target(str name, const registry_target *t) except -1:
     """Take a non-thread-safe target's lock, never waiting for it with the
     GIL held: its holder may need the GIL to finish (a kernel that calls
     back into Python), which would deadlock the two threads."""
     cdef pthread_mutex_t *m = &(<registry_target *>t).serial
+    cdef int rc
     if pthread_mutex_trylock(m) != 0:
         with nogil:
-            pthread_mutex_lock(m)
+            rc = pthread_mutex_lock(m)
+        if rc != 0:  # EDEADLK: this thread is inside the target already
+            raise CallFailedError(name, -1, "a thread_safe=False target cannot be called "
+                                  "again from inside its own call (re-entered on one thread)")
+    return 0
 
 
 cdef inline void unlock_target(const registry_target *t) noexcept nogil:
@@ -225,8 +236,8 @@ cdef class Call:
         if self.cname != NULL:
             raise TypeError("fjffi.Call.__init__ may be called only once")
         check_name(name, &cname, &clen)
-        if guard is not None and type(guard) is not bool:
-            raise TypeError(f"guard must be True, False or None, not {guard!r}")
+        if guard is not None:
+            guard = check_bool("guard", guard)
         self.name = name  # holds the str whose UTF-8 cname points into
         self.hash = registry_hash(cname, clen)
         self.clen = clen
@@ -320,7 +331,7 @@ cdef inline int run(str name, bint guard, const registry_target *t, tuple inputs
             converted.append(obj)
             describe_buffer(obj, &f.inputs[i])
         if f.inputs[i].dtype == FJFFI_BOOL:
-            bad = first_bad_bool(<uint8_t *>f.inputs[i].data, f.inputs[i].nbytes)
+            bad = fjffi_first_bad_bool(<uint8_t *>f.inputs[i].data, f.inputs[i].nbytes)
             if bad >= 0:
                 raise InvalidBoolByteError(i, bad, (<uint8_t *>f.inputs[i].data)[bad],
                                            f"{name}: input {i}")
@@ -331,11 +342,11 @@ cdef inline int run(str name, bint guard, const registry_target *t, tuple inputs
         if state != 0:
             refuse_output(name, i, obj)
         for j in range(f.n_inputs):
-            if overlaps(&f.outputs[i], &f.inputs[j]):
+            if fjffi_overlaps(&f.outputs[i], &f.inputs[j]):
                 raise LayoutError(f"{name}: output {i} overlaps input {j}; outputs "
                                   "are zeroed before the call, so they must not alias")
         for j in range(i):
-            if overlaps(&f.outputs[i], &f.outputs[j]):
+            if fjffi_overlaps(&f.outputs[i], &f.outputs[j]):
                 raise LayoutError(f"{name}: output {i} overlaps output {j}")
         moved += f.outputs[i].nbytes
     if t.contract != NULL:
@@ -350,7 +361,7 @@ cdef inline int run(str name, bint guard, const registry_target *t, tuple inputs
         else:
             # Nothing between lock and unlock can raise.
             if not t.thread_safe:
-                lock_target(t)
+                lock_target(name, t)
             if releases_gil(t, moved):
                 with nogil:
                     zero_outputs(f)  # a large scrub need not hold the GIL either
@@ -365,7 +376,7 @@ cdef inline int run(str name, bint guard, const registry_target *t, tuple inputs
             raise CallFailedError(name, rc, failure_message(t, rc, &ctx))
     for i in range(f.n_outputs):
         if f.outputs[i].dtype == FJFFI_BOOL:
-            bad = first_bad_bool(<uint8_t *>f.outputs[i].data, f.outputs[i].nbytes)
+            bad = fjffi_first_bad_bool(<uint8_t *>f.outputs[i].data, f.outputs[i].nbytes)
             if bad >= 0:
                 value = (<uint8_t *>f.outputs[i].data)[bad]
                 zero_outputs(f)
@@ -435,3 +446,142 @@ cdef object new_output(object spec, Py_ssize_t i):
         raise BufferMismatchError(None, None, 0, f"result {i}: product of shape {dims} * "
                                   f"itemsize {itemsize_of(code)}")
     return np.empty(dims, dt)
+
+
+# --- the call without Python: fjffi_c_api.invoke -----------------------------
+
+cdef extern from *:
+    # A Registry object's C struct, to reach its table without the GIL.
+    ctypedef struct RegistryObject "struct __pyx_obj_5fjffi_5_core_Registry":
+        opaque_registry *reg
+    ctypedef struct TypeObject "PyTypeObject":
+        TypeObject *tp_base
+    TypeObject *type_of "Py_TYPE"(void *obj) noexcept nogil
+
+cdef registry *DEFAULT_REGISTRY = NULL   # default_registry's table, set at init
+cdef TypeObject *REGISTRY_TYPE = NULL
+
+
+cdef registry *registry_of_object(void *obj) noexcept nogil:
+    """The table of a Registry object, or NULL for anything else; reads
+    only immutable type pointers, so it needs no GIL."""
+    cdef TypeObject *tp
+    if obj == NULL:
+        return DEFAULT_REGISTRY
+    tp = type_of(obj)
+    while tp != NULL and tp != REGISTRY_TYPE:
+        tp = tp.tp_base
+    return <registry *>(<RegistryObject *>obj).reg if tp != NULL else NULL
+
+
+cdef int32_t c_api_invoke(void *registry_obj, const char *name, size_t name_len,
+                          const fjffi_buffer *inputs, size_t n_inputs,
+                          const fjffi_buffer *outputs, size_t n_outputs,
+                          int32_t *code, char *message, size_t message_size) noexcept nogil:
+    """fjffi_c_api.invoke (fjffi.h): Call.invoke's contract on descriptors,
+    with no GIL and no Python object."""
+    cdef registry *r = registry_of_object(registry_obj)
+    cdef const registry_target *t
+    cdef Frame f
+    cdef fjffi_context ctx
+    cdef size_t i, j, n = n_inputs + n_outputs
+    cdef char detail[128]
+    cdef int32_t rc
+    cdef ptrdiff_t bad
+    if message_size > 0:
+        message[0] = 0
+    if r == NULL:
+        snprintf(message, message_size, "fjffi invoke: registry is not a fjffi.Registry")
+        return FJFFI_INVOKE_REFUSED
+    if name == NULL or (n_inputs > 0 and inputs == NULL) or (n_outputs > 0 and outputs == NULL):
+        snprintf(message, message_size, "fjffi invoke: NULL name or descriptor array")
+        return FJFFI_INVOKE_REFUSED
+    t = registry_get(r, name, name_len, registry_hash(name, name_len))
+    if t == NULL:
+        snprintf(message, message_size, "no target named '%.*s' is registered",
+                 <int>min(name_len, 200), name)
+        return FJFFI_INVOKE_REFUSED
+    if t.is_callback or t.gil == FJFFI_GIL_HOLD:
+        snprintf(message, message_size, "target '%s' %s: it needs the GIL, which this entry "
+                 "point does not take; call it through fjffi.call", t.name,
+                 "is a Python callback" if t.is_callback else "is registered with gil=\"hold\"")
+        return FJFFI_INVOKE_REFUSED
+    for i in range(n):
+        b = &inputs[i] if i < n_inputs else &outputs[i - n_inputs]
+        if fjffi_check_buffer(b, detail, sizeof(detail)) != 0:
+            snprintf(message, message_size, "%s: buffer %zu: %s", t.name, i, detail)
+            return FJFFI_INVOKE_REFUSED
+        if i < n_inputs and b.dtype == FJFFI_BOOL:
+            bad = fjffi_first_bad_bool(<const uint8_t *>b.data, b.nbytes)
+            if bad >= 0:
+                snprintf(message, message_size, "%s: input %zu: bool byte %zd is %d; a bool "
+                         "byte must be 0 or 1", t.name, i, bad, (<const uint8_t *>b.data)[bad])
+                return FJFFI_INVOKE_REFUSED
+    for i in range(n_outputs):
+        for j in range(n):
+            b = &inputs[j] if j < n_inputs else &outputs[j - n_inputs]
+            if j != n_inputs + i and fjffi_overlaps(&outputs[i], b):
+                snprintf(message, message_size, "%s: output %zu overlaps buffer %zu", t.name,
+                         i, j)
+                return FJFFI_INVOKE_REFUSED
+
+    # One frame: descriptors of the inputs, then the outputs (as run_kernel
+    # reads them), and a pointer each for the raw ABI.
+    f.n_inputs = n_inputs
+    f.n_outputs = n_outputs
+    f.heap = NULL
+    f.inputs = f.stack
+    f.pointers = f.pointer_stack
+    if n > 2 * STACK_BUFFERS:
+        f.heap = malloc(n * (sizeof(fjffi_buffer) + sizeof(void *)))
+        if f.heap == NULL:
+            snprintf(message, message_size, "%s: out of memory", t.name)
+            return FJFFI_INVOKE_REFUSED
+        f.inputs = <fjffi_buffer *>f.heap
+        f.pointers = <void **>(f.inputs + n)
+    f.outputs = f.inputs + n_inputs
+    if n_inputs > 0:
+        memcpy(f.inputs, inputs, n_inputs * sizeof(fjffi_buffer))
+    if n_outputs > 0:
+        memcpy(f.outputs, outputs, n_outputs * sizeof(fjffi_buffer))
+    rc = 0
+    if t.contract != NULL:
+        rc = contract_problem(<const fjffi_raw_contract *>t.contract, &f, detail,
+                              sizeof(detail), &j)
+    if rc != 0:
+        snprintf(message, message_size, "%s: %s", t.name, detail)
+        free(f.heap)
+        return FJFFI_INVOKE_REFUSED
+
+    ctx.message[0] = 0
+    if not t.thread_safe and pthread_mutex_lock(&(<registry_target *>t).serial) != 0:
+        snprintf(message, message_size, "%s: a thread_safe=False target cannot be called "
+                 "again from inside its own call", t.name)
+        free(f.heap)
+        return FJFFI_INVOKE_REFUSED
+    zero_outputs(&f)
+    rc = run_kernel(t, &f, &ctx)
+    if not t.thread_safe:
+        unlock_target(t)
+    code[0] = rc
+    if rc != 0:
+        zero_outputs(&f)
+        ctx.message[FJFFI_MESSAGE_SIZE - 1] = 0
+        if ctx.message[0] != 0:
+            snprintf(message, message_size, "%s", ctx.message)
+        else:
+            snprintf(message, message_size, "extern function returned code %d", rc)
+        free(f.heap)
+        return FJFFI_INVOKE_FAILED
+    for i in range(n_outputs):
+        if f.outputs[i].dtype == FJFFI_BOOL:
+            bad = fjffi_first_bad_bool(<const uint8_t *>f.outputs[i].data, f.outputs[i].nbytes)
+            if bad >= 0:
+                snprintf(message, message_size, "%s: output %zu: bool byte %zd is %d; a bool "
+                         "byte must be 0 or 1", t.name, i, bad,
+                         (<const uint8_t *>f.outputs[i].data)[bad])
+                zero_outputs(&f)
+                free(f.heap)
+                return FJFFI_INVOKE_FAILED
+    free(f.heap)
+    return 0

@@ -6,7 +6,7 @@ cdef int run_callback(str name, const registry_target *t, object owner, Frame *f
     outputs and copied in, and on any failure, BaseException included, the
     outputs are left zeroed."""
     cdef size_t i
-    callback = (<object>t.record).owner
+    callback = (<tuple>t.record)[1]
     views = tuple([input_view(&f.inputs[i], owner, f) for i in range(f.n_inputs)])
     zero_outputs(f)
     try:

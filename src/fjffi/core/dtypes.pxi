@@ -80,6 +80,8 @@ cpdef int dtype_code(object dtype) except -1:
         code = NAME_CODES.get(dtype, -1)
         if code >= 0:
             return code
+    if dtype is None:  # numpy would read None as float64
+        raise UnsupportedDtypeError(None, "a dtype must be given")
     try:
         dt = np.dtype(dtype)
     except (TypeError, ValueError, SyntaxError):  # numpy raises all three

@@ -29,7 +29,7 @@ def guard_enabled():
 cdef bint guard_from_environment(object environ) except -1:
     """FJFFI_GUARD read once, at import: the environment is not read on the
     call path (getenv is slow, and races with os.environ writes)."""
-    value = environ.get("FJFFI_GUARD", "").strip().lower()
+    value = environ.get("FJFFI_GUARD", "").lower()
     if value in GUARD_OFF:
         return False
     if value not in GUARD_ON:
@@ -66,7 +66,7 @@ cdef int32_t run_guarded(str name, const registry_target *t, Frame *f,
             f.outputs[i].data = shadow + GUARD_BYTES
             shadowed += 1
         if not t.thread_safe:
-            lock_target(t)
+            lock_target(name, t)
         if release:
             with nogil:
                 rc = run_kernel(t, f, ctx)

@@ -84,7 +84,7 @@ cdef Buffer array_to_buffer(object value, object index):
         # array as it is and turns a 0-d array into shape (1,).
         arr = np.array(arr, dtype=descr.newbyteorder("="), order="C", copy=True)
     if code == FJFFI_BOOL:
-        bad = first_bad_bool(<uint8_t *>cnp.PyArray_DATA(arr), cnp.PyArray_NBYTES(arr))
+        bad = fjffi_first_bad_bool(<uint8_t *>cnp.PyArray_DATA(arr), cnp.PyArray_NBYTES(arr))
         if bad >= 0:
             raise InvalidBoolByteError(index, bad, (<uint8_t *>cnp.PyArray_DATA(arr))[bad],
                                        "input")
@@ -121,7 +121,7 @@ def from_buffer(Buffer buf not None):
                                     "install ml_dtypes to see bfloat16 as numpy; "
                                     "Buffer.tobytes() gives the raw bits")
     if buf.code == FJFFI_BOOL:
-        bad = first_bad_bool(<uint8_t *>buf.data, buf.nbytes_)
+        bad = fjffi_first_bad_bool(<uint8_t *>buf.data, buf.nbytes_)
         if bad >= 0:
             raise InvalidBoolByteError(None, bad, (<uint8_t *>buf.data)[bad])
     Py_INCREF(dt)  # PyArray_NewFromDescr steals a reference to the descr

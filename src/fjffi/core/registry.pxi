@@ -23,6 +23,12 @@ cdef int check_api_version(object api_version) except -1:
     return 0
 
 
+cdef bint check_bool(str what, object value) except -1:
+    if type(value) is not bool and not isinstance(value, np.bool_):
+        raise TypeError(f"{what} must be True or False, not {value!r}")
+    return value
+
+
 cdef int check_gil(object gil) except -1:
     if type(gil) is not str:
         raise TypeError(f"gil must be a str, one of {GIL_POLICIES}, not {type(gil).__name__}")
@@ -82,7 +88,7 @@ cdef class Registry:
 
     cdef int add(self, object name, void *fn, int api_version, str gil, bint thread_safe,
                  bint is_callback, object record) except -1:
-        """Add one target; the registry holds record."""
+        """Add one target; the registry holds record and what owns the code."""
         return self.add_all([(name, <uintptr_t>fn, api_version, gil, thread_safe,
                               is_callback, record, 0)])
 
@@ -113,7 +119,12 @@ cdef class Registry:
                 ts[k].gil = GIL_POLICIES.index(gil)
                 ts[k].thread_safe = thread_safe
                 ts[k].is_callback = is_callback
-                ts[k].record = <void *>record
+                # The registry's own reference to what owns the code: a Target
+                # record's fields can be rebound (object.__setattr__).
+                holder = (record, record.owner, record.keep_alive)
+                entries[k] = (name, fn, api_version, gil, thread_safe, is_callback, holder,
+                              contract)
+                ts[k].record = <void *>holder
                 ts[k].contract = <const void *><uintptr_t>contract
             with nogil:
                 rc = registry_add_all(reg_of(self), ts, n)
@@ -147,6 +158,7 @@ cdef class Registry:
         check_name(name, &data, &size)
         check_api_version(api_version)
         check_gil(gil)
+        thread_safe = check_bool("thread_safe", thread_safe)
         if PyCapsule_CheckExact(target):
             address = <uintptr_t>PyCapsule_GetPointer(target, PyCapsule_GetName(target))
             kind, owner = "foreign", target
@@ -191,7 +203,7 @@ cdef class Registry:
 
     def get(self, name):
         """The Target record registered under name (TargetNotFoundError if none)."""
-        return <object>(<const registry_target *>self.lookup(name)).record
+        return (<tuple>(<const registry_target *>self.lookup(name)).record)[0]
 
     def names(self):
         """The registered names, sorted."""

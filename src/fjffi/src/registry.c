@@ -15,6 +15,17 @@ static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
 static registry *live_head;
 static pthread_once_t fork_handlers_once = PTHREAD_ONCE_INIT;
 
+/* A non-thread-safe target's lock reports a thread that takes it twice
+ * (a kernel calling its own target) instead of hanging forever. */
+static int init_serial(pthread_mutex_t *m) {
+    pthread_mutexattr_t attr;
+    if (pthread_mutexattr_init(&attr) != 0) return -1;
+    int rc = pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ERRORCHECK);
+    if (rc == 0) rc = pthread_mutex_init(m, &attr);
+    pthread_mutexattr_destroy(&attr);
+    return rc;
+}
+
 static void fork_prepare(void) {
     pthread_mutex_lock(&live_lock);
     for (registry *r = live_head; r != NULL; r = r->next_live) pthread_rwlock_wrlock(&r->lock);
@@ -32,7 +43,7 @@ static void fork_child(void) {
     for (registry *r = live_head; r != NULL; r = r->next_live) {
         pthread_rwlock_init(&r->lock, NULL);
         for (size_t i = 0; i < r->capacity; ++i)
-            if (r->slots[i] != NULL) pthread_mutex_init(&r->slots[i]->serial, NULL);
+            if (r->slots[i] != NULL) init_serial(&r->slots[i]->serial);
     }
     pthread_mutex_init(&live_lock, NULL);
 }
@@ -138,7 +149,7 @@ static registry_target *copy_target(const registry_target *target) {
     memcpy(name, target->name, target->name_len);
     name[target->name_len] = '\0';
     t->name = name;
-    if (pthread_mutex_init(&t->serial, NULL) != 0) {
+    if (init_serial(&t->serial) != 0) {
         free(t);
         free(name);
         return NULL;
