@@ -323,13 +323,21 @@ cdef inline int run(str name, bint guard, const registry_target *t, tuple inputs
         obj = inputs[i]
         if (describe_buffer(obj, &f.inputs[i]) < 0
                 and describe_scalar(obj, &f.inputs[i], f.scalars + 2 * i) < 0):
-            # Slow path: copy into a native, contiguous Buffer, kept alive
-            # by `converted` until the call returns.
-            obj = marshal(obj, i)
-            if converted is None:
-                converted = []
-            converted.append(obj)
-            describe_buffer(obj, &f.inputs[i])
+            # Slow path: a DLPack object described in place, or a copy into
+            # a native, contiguous Buffer; either kept alive by `converted`
+            # until the call returns.
+            if has_dlpack(obj):
+                keep = describe_dlpack(obj, &f.inputs[i], False, (name, "input", i))
+                if keep is not None:
+                    if converted is None:
+                        converted = []
+                    converted.append(keep)
+            else:
+                if converted is None:
+                    converted = []
+                obj = marshal(obj, i)
+                converted.append(obj)
+                describe_buffer(obj, &f.inputs[i])
         if f.inputs[i].dtype == FJFFI_BOOL:
             bad = fjffi_first_bad_bool(<uint8_t *>f.inputs[i].data, f.inputs[i].nbytes)
             if bad >= 0:
@@ -339,7 +347,11 @@ cdef inline int run(str name, bint guard, const registry_target *t, tuple inputs
     for i in range(f.n_outputs):
         obj = outputs[i]
         state = describe_buffer(obj, &f.outputs[i])
-        if state != 0:
+        if state < 0 and has_dlpack(obj):
+            if converted is None:
+                converted = []
+            converted.append(describe_dlpack(obj, &f.outputs[i], True, (name, "output", i)))
+        elif state != 0:
             refuse_output(name, i, obj)
         for j in range(f.n_inputs):
             if fjffi_overlaps(&f.outputs[i], &f.inputs[j]):
