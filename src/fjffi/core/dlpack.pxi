@@ -83,7 +83,10 @@ cdef str where_str(object where):
 
 
 cdef inline bint has_dlpack(object obj) noexcept:
-    return hasattr(type(obj), "__dlpack__")
+    """An object for this room: numpy arrays and scalars keep numpy's own
+    path (its dtypes, its error messages)."""
+    return (not cnp.PyArray_Check(obj) and hasattr(type(obj), "__dlpack__")
+            and not isinstance(obj, np.generic))
 
 
 cdef const DLPackExchangeAPI *exchange_api(type kind) except? NULL:
