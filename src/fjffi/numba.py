@@ -21,7 +21,8 @@ A ``@numba.cfunc`` of either ABI is a few lines::
 ``typed_signature`` / ``raw_signature``: the numba signatures of the two
 ABIs of fjffi.h.  ``buffer_type``: the numba record of ``fjffi_buffer``,
 with ``buffers(ptr, n)`` giving the descriptors as a record array and
-``data``, ``shape``, ``numel`` and ``array`` reading one.  ``fail(ctx, code,
+``data``, ``shape``, ``numel`` and ``array`` reading one; ``FLOAT64``,
+``INT32``, ... are fjffi's dtype codes, to check a descriptor's ``dtype``.  ``fail(ctx, code,
 message)`` sets the failure message and returns code.  ``raw_array(ptrs,
 i, n, dtype)`` views buffer i of the raw ABI as n elements.
 
@@ -53,11 +54,14 @@ except ImportError:  # fjffi works without numba; only this module needs it
 
 __all__ = ["typed_signature", "raw_signature", "buffer_dtype", "buffer_type", "buffers",
            "data", "shape", "numel", "array", "raw_array", "fail", "invoke",
-           "invoke_status", "target_name", "message_text", "MESSAGE_SIZE", "DTYPE_CODES"]
+           "invoke_status", "target_name", "message_text", "MESSAGE_SIZE", "DTYPE_CODES"] + [
+               name.upper() for name in fjffi._core.DTYPE_NAMES]
 
 MESSAGE_SIZE = 256  # FJFFI_MESSAGE_SIZE
 # fjffi.h's dtype codes, by numpy name.
 DTYPE_CODES = {name: code for code, name in enumerate(fjffi._core.DTYPE_NAMES)}
+# The same as module constants, which numba code can read (FLOAT64, BOOL, ...).
+globals().update({name.upper(): code for name, code in DTYPE_CODES.items()})
 
 # fjffi_buffer, laid out as C lays it out (align=True).
 buffer_dtype = np.dtype([("data", np.uintp), ("nbytes", np.uintp), ("dtype", np.int32),
@@ -121,7 +125,7 @@ if numba is not None:
     def array(ptr, i, dtype):
         """Buffer i as a flat array of dtype (numel elements); the kernel
         must check that the descriptor's dtype code is the one it reads
-        (buffers(ptr, n)[i].dtype == DTYPE_CODES[...])."""
+        (buffers(ptr, n)[i].dtype == FLOAT64, ...)."""
         b = numba.carray(ptr, i + 1)[i]
         dims = numba.carray(_voidptr(b.shape), b.ndim, np.int64)
         n = 1
