@@ -287,3 +287,18 @@ def test_imports_without_jax_and_says_how_to_install():
                          timeout=60)
     assert out.returncode == 0, out.stderr
     assert "pip install jax" in out.stdout
+
+
+def test_a_callback_batches_as_declared():
+    reg = fjffi.Registry()
+    reg.register_callback("row_sum", lambda x: np.asarray(x).sum(axis=-1))
+    reg.register_callback("plus_one", lambda x: np.asarray(x) + 1)
+    rows = sample((3, 4), "float64", 11)
+    seq = jax.vmap(lambda r: fj.call("row_sum", r, results=S((), "float64"), registry=reg,
+                                     vmap="sequential"))
+    np.testing.assert_allclose(np.asarray(seq(rows)), rows.sum(axis=1))
+    ew = jax.jit(jax.vmap(lambda r: fj.call("plus_one", r, results=S((4,), "float64"),
+                                            registry=reg, vmap="elementwise")))
+    np.testing.assert_array_equal(np.asarray(ew(rows)), rows + 1)
+    with pytest.raises(TransformError, match="'row_sum'"):
+        jax.vmap(lambda r: fj.call("row_sum", r, results=S((), "float64"), registry=reg))(rows)

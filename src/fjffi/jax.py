@@ -164,8 +164,16 @@ def _build(name, reg_index, registry, specs, vmap, route):
             f = jax.ffi.ffi_call(HANDLER_NAME, avals, vmap_method=method)
             return f(*args, fjffi_target=name, fjffi_registry=np.int64(reg_index))
 
+        in_ndims = [np.ndim(a) for a in args]
+
         def host(*arrays):
-            return fjffi.call(name, [np.asarray(a) for a in arrays], avals, registry=registry)
+            # Under vmap="elementwise" the arrays carry leading batch
+            # dimensions, and so must the results.
+            batch = ()
+            if arrays and np.ndim(arrays[0]) > in_ndims[0]:
+                batch = np.shape(arrays[0])[:np.ndim(arrays[0]) - in_ndims[0]]
+            outs = [jax.ShapeDtypeStruct(batch + tuple(a.shape), a.dtype) for a in avals]
+            return fjffi.call(name, [np.asarray(a) for a in arrays], outs, registry=registry)
 
         if route == "io":
             return io_callback(host, avals, *args, ordered=True)
