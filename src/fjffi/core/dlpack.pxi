@@ -85,6 +85,8 @@ cdef str where_str(object where):
 cdef inline bint has_dlpack(object obj) noexcept:
     """An object for this room: numpy arrays and scalars keep numpy's own
     path (its dtypes, its error messages)."""
+    if type(obj) in EXCHANGE_APIS:  # a producer seen before
+        return True
     return (not cnp.PyArray_Check(obj) and hasattr(type(obj), "__dlpack__")
             and not isinstance(obj, np.generic))
 
@@ -110,20 +112,23 @@ cdef str device_name(int32_t device_type, int32_t device_id):
 
 cdef int dlpack_code(const DLDataType *t, object where, object kind) except -1:
     cdef int code = -1
+    cdef int b = t.bits
     if t.lanes == 1:
         if t.code == kDLFloat:
-            code = {64: FJFFI_FLOAT64, 32: FJFFI_FLOAT32, 16: FJFFI_FLOAT16}.get(t.bits, -1)
-        elif t.code == kDLBfloat and t.bits == 16:
+            code = (FJFFI_FLOAT64 if b == 64 else FJFFI_FLOAT32 if b == 32
+                    else FJFFI_FLOAT16 if b == 16 else -1)
+        elif t.code == kDLBfloat and b == 16:
             code = FJFFI_BFLOAT16
         elif t.code == kDLInt:
-            code = {64: FJFFI_INT64, 32: FJFFI_INT32, 16: FJFFI_INT16, 8: FJFFI_INT8}.get(t.bits, -1)
+            code = (FJFFI_INT64 if b == 64 else FJFFI_INT32 if b == 32
+                    else FJFFI_INT16 if b == 16 else FJFFI_INT8 if b == 8 else -1)
         elif t.code == kDLUInt:
-            code = {64: FJFFI_UINT64, 32: FJFFI_UINT32, 16: FJFFI_UINT16,
-                    8: FJFFI_UINT8}.get(t.bits, -1)
-        elif t.code == kDLBool and t.bits == 8:
+            code = (FJFFI_UINT64 if b == 64 else FJFFI_UINT32 if b == 32
+                    else FJFFI_UINT16 if b == 16 else FJFFI_UINT8 if b == 8 else -1)
+        elif t.code == kDLBool and b == 8:
             code = FJFFI_BOOL
         elif t.code == kDLComplex:
-            code = {128: FJFFI_COMPLEX128, 64: FJFFI_COMPLEX64}.get(t.bits, -1)
+            code = FJFFI_COMPLEX128 if b == 128 else FJFFI_COMPLEX64 if b == 64 else -1
     if code < 0:
         raise UnsupportedDtypeError(
             f"DLPack (code {t.code}, bits {t.bits}, lanes {t.lanes})",
