@@ -20,6 +20,9 @@ import pytest
 import fjffi
 from fjffi import _testing
 
+# Minutes at full size: run by tools/check.sh (pytest -m slow), not by default.
+pytestmark = pytest.mark.slow
+
 THREADS = 32
 OPS = int(os.environ.get("FJFFI_STRESS_OPS", "10000"))
 # Far beyond the run's real length: a thread still alive after it is hung.

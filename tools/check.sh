@@ -66,8 +66,8 @@ step() {
 # The tests import the installed fjffi, so pytest never runs in the source tree.
 in_work() { (cd "$work" && "$@"); }
 stress() {
-  FJFFI_STRESS_OPS=10000 in_work "$plain" -m pytest -p no:cacheprovider -q -s \
-    "$root/tests/test_stress.py"
+  FJFFI_STRESS_OPS=10000 in_work "$plain" -m pytest -p no:cacheprovider -q -s -m slow \
+    "$root/tests"
 }
 # test_stress.py is left out: it is its own 32 threads, and copies of it on
 # every thread would only multiply its time.

@@ -90,7 +90,8 @@ else
   # model keeps the parent's lock states in the child, where fjffi's fork
   # handler re-creates the registry locks), so it reports what cannot happen.
   mapfile -t tests < <(grep -lE 'threading|ThreadPoolExecutor|concurrent\.futures' \
-                         "$root"/tests/test_*.py | grep -v '/test_fork\.py$' | sort)
+                         "$root"/tests/test_*.py "$root"/tests/adversarial/test_*.py \
+                         | grep -v '/test_fork\.py$' | sort)
   # Races on purpose, which TSan rightly reports (tools/tsan_canary.c does
   # the same job below): the control that shows a thread-unsafe kernel
   # overlapping itself when registered thread_safe=True.

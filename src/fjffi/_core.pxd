@@ -11,12 +11,14 @@ cdef extern from *:
 
 cdef class Registry:
     cdef opaque_registry *reg
-    cdef dict targets            # name -> Target record: holds what owns the code
+    cdef dict targets            # name -> (Target record, owner, keep_alive)
+    cdef list retired            # free-threaded builds: holders of removed targets
     cdef object __weakref__
     cdef const opaque_target *lookup(self, str name) except NULL
     cdef int add(self, object name, void *fn, int api_version, str gil, bint thread_safe,
                  bint is_callback, object record) except -1
-    cdef int add_all(self, list entries) except -1
+    cdef int add_all(self, list entries, bint replace=*) except -1
+    cdef int retire(self, tuple holder) except -1
 
 # Register a C kernel (an fjffi_raw_fn for api_version 0, an fjffi_typed_fn
 # for 1) under name; registry None means fjffi.default_registry.

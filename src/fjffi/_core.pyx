@@ -32,7 +32,9 @@ from cpython.buffer cimport (
 )
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
-from cpython.pycapsule cimport PyCapsule_CheckExact, PyCapsule_GetName, PyCapsule_GetPointer, PyCapsule_New
+from cpython.pycapsule cimport (
+    PyCapsule_CheckExact, PyCapsule_GetName, PyCapsule_GetPointer, PyCapsule_New,
+)
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
@@ -65,6 +67,8 @@ cdef extern from "numpy/arrayobject.h":
     # Steals a reference to descr.
     object PyArray_NewFromDescr(type subtype, cnp.dtype descr, int nd, cnp.npy_intp *dims,
                                 cnp.npy_intp *strides, void *data, int flags, object obj)
+    # Steals a reference to descr.
+    object PyArray_Zeros(int nd, cnp.npy_intp *dims, cnp.dtype descr, int fortran)
 
 cdef extern from "<pthread.h>" nogil:
     int pthread_mutex_lock(pthread_mutex_t *m)
@@ -80,6 +84,16 @@ cdef extern from "check.h" nogil:
 cdef extern from "crash.h" nogil:
     const char *fjffi_running_target
     int fjffi_install_crash_report()
+
+cdef extern from *:
+    """
+    #ifdef Py_GIL_DISABLED
+    #define FJFFI_FREE_THREADED 1
+    #else
+    #define FJFFI_FREE_THREADED 0
+    #endif
+    """
+    const bint FREE_THREADED "FJFFI_FREE_THREADED"
 
 cdef extern from *:
     """

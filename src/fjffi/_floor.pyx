@@ -30,7 +30,7 @@ cdef extern from "kernels_impl.h" nogil:
                               uint8_t *const *outputs, size_t n_outputs)
     int32_t fjffi_kernel_double_f64(const uint8_t *const *inputs, size_t n_inputs,
                                     uint8_t *const *outputs, size_t n_outputs)
-    int32_t fjffi_kernel_negate(const fjffi_buffer *inputs, size_t n_inputs,
+    int32_t fjffi_kernel_negate_trusted(const fjffi_buffer *inputs, size_t n_inputs,
                                 const fjffi_buffer *outputs, size_t n_outputs,
                                 fjffi_context *ctx)
 
@@ -89,12 +89,12 @@ cdef inline void describe_f64(cnp.ndarray a, fjffi_buffer *d) noexcept:
 
 
 def negate(cnp.ndarray x, cnp.ndarray y):
-    """fjffi_kernel_negate on hand-built float64 descriptors of x and y."""
+    """fjffi_kernel_negate_trusted on hand-built float64 descriptors of x and y."""
     cdef fjffi_buffer d[2]
     cdef fjffi_context ctx
     describe_f64(x, &d[0])
     describe_f64(y, &d[1])
-    return fjffi_kernel_negate(&d[0], 1, &d[1], 1, &ctx)
+    return fjffi_kernel_negate_trusted(&d[0], 1, &d[1], 1, &ctx)
 
 
 # --- the same kernels for other routes ----------------------------------------
@@ -102,7 +102,7 @@ def negate(cnp.ndarray x, cnp.ndarray y):
 KERNELS = {
     "noop": (<uintptr_t>fjffi_kernel_noop, FJFFI_ABI_RAW),
     "double_f64": (<uintptr_t>fjffi_kernel_double_f64, FJFFI_ABI_RAW),
-    "negate": (<uintptr_t>fjffi_kernel_negate, FJFFI_ABI_TYPED),
+    "negate": (<uintptr_t>fjffi_kernel_negate_trusted, FJFFI_ABI_TYPED),
 }
 
 
@@ -210,7 +210,7 @@ def kernel_negate_ns(cnp.ndarray x, cnp.ndarray y, Py_ssize_t n):
     with nogil:
         t0 = now_ns()
         for _rep in range(n):
-            rc |= fjffi_kernel_negate(&d[0], 1, &d[1], 1, &ctx)
+            rc |= fjffi_kernel_negate_trusted(&d[0], 1, &d[1], 1, &ctx)
         t1 = now_ns()
     if rc != 0:
         raise RuntimeError(f"negate failed: {ctx.message.decode('utf-8', 'replace')}")

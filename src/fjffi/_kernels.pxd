@@ -17,6 +17,7 @@ cdef extern from "kernels.h":
         int32_t api_version
         const char *doc
         const fjffi_raw_contract *contract
+        int32_t writes_all_outputs
     const fjffi_kernel_entry fjffi_builtin_kernels[]
     const size_t fjffi_num_builtin_kernels
 

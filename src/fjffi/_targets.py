@@ -41,6 +41,7 @@ class Target:
     thread_safe: bool
     flavor: str | None = None  # "pure" or "io" for a callback
     doc: str = ""
+    writes_all_outputs: bool = False  # outputs not zeroed before a call
     # The object that owns the code (capsule, ctypes function, cffi lib,
     # callable): held here so the code stays loaded while registered.
     owner: Any = field(default=None, repr=False, compare=False)

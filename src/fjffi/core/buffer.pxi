@@ -54,6 +54,7 @@ cdef tuple normalize_shape(object shape, Py_ssize_t actual=0):
 @cython.final
 cdef class Buffer:
     """Buffer(data, shape, dtype)
+--
 
     A validated, C-contiguous, aligned block of memory with a shape and dtype.
 
@@ -210,7 +211,8 @@ cdef class Buffer:
         view.len = self.nbytes_
         view.readonly = self.readonly
         view.itemsize = itemsize_of(self.code)
-        view.format = <char *>fjffi_dtype_info_of(self.code).format if flags & PyBUF_FORMAT else NULL
+        view.format = (<char *>fjffi_dtype_info_of(self.code).format
+                       if flags & PyBUF_FORMAT else NULL)
         view.ndim = self.ndim_
         view.shape = self.dims
         view.strides = self.dims + self.ndim_

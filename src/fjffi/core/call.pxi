@@ -114,10 +114,11 @@ cdef inline void zero_outputs(Frame *f) noexcept nogil:
 
 
 cdef int contract_problem(const fjffi_raw_contract *c, Frame *f, char *detail,
-                         size_t size, size_t *index) noexcept nogil:
+                          size_t size, size_t *index) noexcept nogil:
     """What a built-in raw kernel's contract finds wrong with buffer *index
-    of the call (1 its dtype, 2 its size), said in detail; 0 when nothing.  The raw ABI passes no sizes, so the kernel
-    cannot check them itself; counts it checks itself, and with other
+    of the call (1 its dtype, 2 its size), said in detail; 0 when nothing.
+    The raw ABI passes no sizes, so the kernel cannot check them itself;
+    counts it checks itself, and with other
     counts it fails with its own code."""
     cdef size_t i
     cdef const fjffi_buffer *b
@@ -158,6 +159,8 @@ cdef inline int32_t run_kernel(const registry_target *t, Frame *f,
     cdef int32_t rc
     cdef size_t i
     global fjffi_running_target
+    if fjffi_stats_mode:
+        return run_kernel_counted(t, f, ctx)
     cdef const char *outer = fjffi_running_target
     fjffi_running_target = t.name
     if t.api_version == FJFFI_ABI_TYPED:
@@ -169,6 +172,36 @@ cdef inline int32_t run_kernel(const registry_target *t, Frame *f,
                                   <uint8_t **>(f.pointers + f.n_inputs), f.n_outputs)
     fjffi_running_target = outer
     return rc
+
+
+cdef int32_t run_kernel_counted(const registry_target *t, Frame *f,
+                                fjffi_context *ctx) noexcept nogil:
+    """run_kernel while statistics are on (set_stats): counted, and timed."""
+    cdef bint timed = fjffi_stats_mode == 2
+    cdef uint64_t start = fjffi_stats_now() if timed else 0
+    cdef int32_t rc
+    cdef size_t i
+    global fjffi_running_target
+    cdef const char *outer = fjffi_running_target
+    fjffi_running_target = t.name
+    if t.api_version == FJFFI_ABI_TYPED:
+        rc = (<fjffi_typed_fn>t.fn)(f.inputs, f.n_inputs, f.outputs, f.n_outputs, ctx)
+    else:
+        for i in range(f.n_inputs + f.n_outputs):
+            f.pointers[i] = f.inputs[i].data
+        rc = (<fjffi_raw_fn>t.fn)(<const uint8_t **>f.pointers, f.n_inputs,
+                                  <uint8_t **>(f.pointers + f.n_inputs), f.n_outputs)
+    fjffi_running_target = outer
+    count_call(t, f, rc != 0, fjffi_stats_now() - start if timed else 0)
+    return rc
+
+
+cdef void count_call(const registry_target *t, Frame *f, bint failed,
+                     uint64_t ns) noexcept nogil:
+    cdef size_t i, moved = 0
+    for i in range(f.n_inputs + f.n_outputs):
+        moved += f.inputs[i].nbytes  # outputs follow inputs
+    fjffi_stats_count(t.stats_id, moved, failed, ns)
 
 
 cdef inline int lock_target(str name, const registry_target *t) except -1:
@@ -202,7 +235,7 @@ def rebuild_call(str name, Registry registry, guard):
 
 cdef class Call:
     """Call(name, registry=None, *, guard=None)
-    --
+--
 
     A call to a named target: ``Call(name).invoke(inputs, outputs)``.
 
@@ -226,6 +259,7 @@ cdef class Call:
     cdef const char *cname
     cdef Py_ssize_t clen
     cdef uint64_t hash
+    cdef registry_cache cache  # the last resolution; all zero (empty) from tp_alloc
 
     def __cinit__(self):
         self.cname = NULL
@@ -277,8 +311,8 @@ cdef class Call:
         failed first).
         """
         self.check_ready()
-        invoke_target(self.name, self.registry, self.cname, self.clen, self.hash, self.guard,
-                      inputs, outputs)
+        invoke_target(self.name, self.registry, &self.cache, self.cname, self.clen, self.hash,
+                      self.guard, False, inputs, outputs)
 
 
 cdef inline tuple as_buffers(object seq, str which):
@@ -291,26 +325,39 @@ cdef inline tuple as_buffers(object seq, str which):
     raise TypeError(f"{which} must be a tuple or a list of buffers, not {type(seq).__name__}")
 
 
-cdef int invoke_target(str name, Registry registry, const char *cname, Py_ssize_t clen,
-                       uint64_t hash, bint guard, object inputs, object outputs) except -1:
-    cdef const registry_target *t = registry_get(reg_of(registry), cname, clen, hash)
+cdef int invoke_target(str name, Registry registry, registry_cache *cache, const char *cname,
+                       Py_ssize_t clen, uint64_t hash, bint guard, bint zeroed, object inputs,
+                       object outputs) except -1:
+    """Resolve (through cache when there is one), then run.  zeroed: the
+    outputs are fresh zeroed memory, so the scrub before the kernel is moot."""
+    cdef const registry_target *t
+    if cache != NULL:
+        t = registry_cached_get(reg_of(registry), cache, cname, clen, hash)
+    else:
+        t = registry_get(reg_of(registry), cname, clen, hash)
     if t == NULL:
         raise TargetNotFoundError(name, registry.names())
+    # Held for the call: what owns the target's code stays alive even if the
+    # target is unregistered or replaced meanwhile.
+    cdef object holder = <object>t.record
     cdef tuple ins = as_buffers(inputs, "inputs")
     cdef tuple outs = as_buffers(outputs, "outputs")
     cdef Frame f
     frame_init(&f, len(ins), len(outs))
     try:
-        run(name, guard, t, ins, outs, &f)
+        run(name, guard, zeroed or t.writes_all_outputs, t, ins, outs, &f)
     finally:
         if f.heap != NULL:  # the common frame is all on the stack
             PyMem_Free(f.heap)
     return 0
 
 
-cdef inline int run(str name, bint guard, const registry_target *t, tuple inputs, tuple outputs,
-                    Frame *f) except -1:
-    """Steps 2 to 6 of the call: validate, zero, run, check (docs/reference.md)."""
+cdef inline int run(str name, bint guard, bint unscrubbed, const registry_target *t,
+                    tuple inputs, tuple outputs, Frame *f) except -1:
+    """Steps 2 to 6 of the call: validate, zero, run, check (docs/reference.md).
+    unscrubbed: the outputs need no zeroing before the kernel (they are
+    fresh, or the kernel writes all of them); after a failure they are
+    zeroed all the same."""
     cdef size_t i, j
     cdef int state
     cdef Py_ssize_t bad
@@ -376,10 +423,12 @@ cdef inline int run(str name, bint guard, const registry_target *t, tuple inputs
                 lock_target(name, t)
             if releases_gil(t, moved):
                 with nogil:
-                    zero_outputs(f)  # a large scrub need not hold the GIL either
+                    if not unscrubbed:
+                        zero_outputs(f)  # a large scrub need not hold the GIL either
                     rc = run_kernel(t, f, &ctx)
             else:
-                zero_outputs(f)
+                if not unscrubbed:
+                    zero_outputs(f)
                 rc = run_kernel(t, f, &ctx)
             if not t.thread_safe:
                 unlock_target(t)
@@ -423,13 +472,14 @@ def call(str name not None, inputs, results, Registry registry=None):
         out = new_output(specs[i], i)
         Py_INCREF(out)
         PyTuple_SET_ITEM(outputs, i, out)
-    invoke_target(name, default_registry if registry is None else registry, cname, clen,
-                  registry_hash(cname, clen), GUARD_DEFAULT, inputs, outputs)
+    invoke_target(name, default_registry if registry is None else registry, NULL, cname, clen,
+                  registry_hash(cname, clen), GUARD_DEFAULT, True, inputs, outputs)
     return outputs
 
 
 cdef object new_output(object spec, Py_ssize_t i):
-    """An uninitialised array shaped like spec (invoke zeroes it first)."""
+    """A zeroed array shaped like spec: numpy's calloc gives large ones
+    zero pages lazily, so the kernel's writes are the first touch."""
     cdef cnp.ndarray arr
     cdef cnp.dtype descr
     cdef Py_ssize_t nbytes
@@ -442,8 +492,7 @@ cdef object new_output(object spec, Py_ssize_t i):
         if not cnp.PyDataType_ISNOTSWAPPED(descr):
             descr = descr.newbyteorder("=")  # outputs are always native
         Py_INCREF(descr)
-        return PyArray_NewFromDescr(<type>np.ndarray, descr, cnp.PyArray_NDIM(arr),
-                                    cnp.PyArray_DIMS(arr), NULL, NULL, 0, None)
+        return PyArray_Zeros(cnp.PyArray_NDIM(arr), cnp.PyArray_DIMS(arr), descr, 0)
     try:
         spec_dtype, spec_shape = spec.dtype, spec.shape
     except AttributeError:
@@ -457,7 +506,7 @@ cdef object new_output(object spec, Py_ssize_t i):
     if checked_nbytes(dims, itemsize_of(code), &nbytes):
         raise BufferMismatchError(None, None, 0, f"result {i}: product of shape {dims} * "
                                   f"itemsize {itemsize_of(code)}")
-    return np.empty(dims, dt)
+    return np.zeros(dims, dt)
 
 
 # --- the call without Python: fjffi_c_api.invoke -----------------------------

@@ -44,6 +44,7 @@ cdef inline registry *reg_of(Registry r) noexcept nogil:
 @cython.no_gc_clear
 cdef class Registry:
     """Registry()
+--
 
     A registry of targets by name: a C hash table behind a pthread rwlock.
 
@@ -65,6 +66,7 @@ cdef class Registry:
             raise MemoryError("cannot allocate a registry")
         self.reg = <opaque_registry *>r
         self.targets = {}
+        self.retired = []
 
     def __dealloc__(self):
         if self.reg != NULL:
@@ -90,11 +92,12 @@ cdef class Registry:
                  bint is_callback, object record) except -1:
         """Add one target; the registry holds record and what owns the code."""
         return self.add_all([(name, <uintptr_t>fn, api_version, gil, thread_safe,
-                              is_callback, record, 0)])
+                              is_callback, record, 0, False)])
 
-    cdef int add_all(self, list entries) except -1:
+    cdef int add_all(self, list entries, bint replace=False) except -1:
         """Add every (name, fn address, api_version, gil, thread_safe,
-        is_callback, record, contract address) entry, or none of them."""
+        is_callback, record, contract address, writes_all_outputs) entry, or
+        none of them; with replace, a name's old target is retired."""
         cdef Py_ssize_t n = len(entries), k
         cdef const char *data
         cdef Py_ssize_t size
@@ -105,7 +108,8 @@ cdef class Registry:
             raise MemoryError()
         try:
             for k in range(n):
-                name, fn, api_version, gil, thread_safe, is_callback, record, contract = entries[k]
+                (name, fn, api_version, gil, thread_safe, is_callback, record, contract,
+                 writes_all) = entries[k]
                 check_name(name, &data, &size)
                 check_api_version(api_version)
                 check_gil(gil)
@@ -123,11 +127,12 @@ cdef class Registry:
                 # record's fields can be rebound (object.__setattr__).
                 holder = (record, record.owner, record.keep_alive)
                 entries[k] = (name, fn, api_version, gil, thread_safe, is_callback, holder,
-                              contract)
+                              contract, writes_all)
                 ts[k].record = <void *>holder
                 ts[k].contract = <const void *><uintptr_t>contract
+                ts[k].writes_all_outputs = writes_all
             with nogil:
-                rc = registry_add_all(reg_of(self), ts, n)
+                rc = registry_add_all(reg_of(self), ts, n, replace)
         finally:
             PyMem_Free(ts)
         if rc > 0:
@@ -135,14 +140,24 @@ cdef class Registry:
         if rc != 0:
             raise MemoryError(f"cannot register {[e[0] for e in entries]!r}")
         for entry in entries:
+            old = self.targets.get(entry[0])
             self.targets[entry[0]] = entry[6]
+            if old is not None:
+                self.retire(old)
+        return 0
+
+    cdef int retire(self, tuple holder) except -1:
+        """A removed or replaced target's holder: a call that resolved it
+        holds its own reference until it returns, taken with the GIL held
+        (the removal holds it too), so the registry's may go now.  Without
+        a GIL that ordering is not given: the registry keeps it."""
+        if FREE_THREADED:
+            self.retired.append(holder)
         return 0
 
     def register(self, name, target, *, api_version=0, gil="auto", thread_safe=True,
-                 keep_alive=None):
-        """register(name, target, *, api_version=0, gil="auto", thread_safe=True, keep_alive=None)
-
-        Register a C function under name; returns its Target record.
+                 keep_alive=None, writes_all_outputs=False, replace=False):
+        """Register a C function under name; returns its Target record.
 
         target is a PyCapsule holding the function pointer, a ctypes or cffi
         function pointer, or an object exposing one (``.ctypes``).  A bare
@@ -151,7 +166,12 @@ cdef class Registry:
         thread_safe=False, calls to this target run one at a time.
         keep_alive: any object for the registry to hold while the target is
         registered, such as the lib of an ffi.dlopen function (a cffi cdata
-        does not keep its library loaded).
+        does not keep its library loaded).  writes_all_outputs=True declares
+        that the kernel writes every byte of every output whenever it
+        returns 0: the outputs are then not zeroed before the call (they
+        still are after a failure).  replace=True puts the target in the
+        place of one already registered under name: calls that resolved the
+        old one finish on it, and its owner is released after them.
         """
         cdef const char *data
         cdef Py_ssize_t size
@@ -159,34 +179,51 @@ cdef class Registry:
         check_api_version(api_version)
         check_gil(gil)
         thread_safe = check_bool("thread_safe", thread_safe)
+        writes_all_outputs = check_bool("writes_all_outputs", writes_all_outputs)
+        replace = check_bool("replace", replace)
         if PyCapsule_CheckExact(target):
             address = <uintptr_t>PyCapsule_GetPointer(target, PyCapsule_GetName(target))
             kind, owner = "foreign", target
         else:
             address, kind, owner = foreign_address(name, target, api_version)
         record = Target(name=name, kind=kind, api_version=api_version, gil=gil,
-                        thread_safe=bool(thread_safe), owner=owner, keep_alive=keep_alive)
-        self.add(name, <void *><uintptr_t>address, api_version, gil, thread_safe, False, record)
+                        thread_safe=bool(thread_safe), owner=owner, keep_alive=keep_alive,
+                        writes_all_outputs=writes_all_outputs)
+        self.add_all([(name, address, api_version, gil, thread_safe, False, record, 0,
+                       writes_all_outputs)], replace)
         return record
 
-    def register_callback(self, name, fn, *, flavor="pure", purity=None):
-        """register_callback(name, fn, *, flavor="pure", purity=None)
-
-        Register a Python callable under name; returns its Target record.
+    def register_callback(self, name, fn, *, flavor="pure", purity=None, replace=False):
+        """Register a Python callable under name; returns its Target record.
 
         fn receives read-only numpy views of the inputs and returns one array
         per output.  flavor "pure" may be run twice to check idempotency
         (purity, a PurityConfig); flavor "io" runs once per call, in call
-        order, never two at once.
+        order, never two at once.  replace=True as for register.
         """
         cdef const char *data
         cdef Py_ssize_t size
         check_name(name, &data, &size)
+        replace = check_bool("replace", replace)
         callback = Callback(name, fn, flavor, purity)
         record = Target(name=name, kind="callback", api_version=None, gil="hold",
                         thread_safe=flavor == "pure", flavor=flavor, owner=callback)
-        self.add(name, NULL, 0, "hold", True, True, record)
+        self.add_all([(name, 0, 0, "hold", True, True, record, 0, False)], replace)
         return record
+
+    def unregister(self, name):
+        """Remove the target registered under name (TargetNotFoundError if
+        none).  Calls that resolved it finish on it, and what owns its code
+        is released after them; the next call of name does not find it."""
+        cdef const char *data
+        cdef Py_ssize_t size
+        check_name(name, &data, &size)
+        # The GIL is held from the removal to the release of the holder, so
+        # no call can resolve the target in between without holding its own
+        # reference already.
+        if registry_remove(reg_of(self), data, size, registry_hash(data, size)) != 0:
+            raise TargetNotFoundError(name, self.names())
+        self.retire(self.targets.pop(name))
 
     def register_builtins(self):
         """Register every built-in kernel (fjffi.default_registry has them),
@@ -196,10 +233,23 @@ cdef class Registry:
             entry = &fjffi_builtin_kernels[i]
             name = entry.name.decode()
             record = Target(name=name, kind="builtin", api_version=entry.api_version,
-                            gil="auto", thread_safe=True, owner=None, doc=entry.doc.decode())
+                            gil="auto", thread_safe=True, owner=None, doc=entry.doc.decode(),
+                            writes_all_outputs=bool(entry.writes_all_outputs))
             entries.append((name, <uintptr_t>entry.fn, entry.api_version, "auto", True, False,
-                            record, <uintptr_t>entry.contract))
+                            record, <uintptr_t>entry.contract, entry.writes_all_outputs))
         self.add_all(entries)
+
+    def stats(self, name):
+        """Statistics of the target registered under name, since it was
+        registered (a replaced target starts again), over every thread:
+        calls, failures, bytes (inputs plus outputs moved) and kernel_ns
+        (time inside the kernel; None unless timing was on).  Counted only
+        while fjffi.set_stats(True) is in force."""
+        cdef fjffi_counts counts
+        cdef const registry_target *t = <const registry_target *>self.lookup(name)
+        fjffi_stats_read(t.stats_id, &counts)
+        return {"calls": counts.calls, "failures": counts.failures, "bytes": counts.bytes,
+                "kernel_ns": counts.kernel_ns if counts.kernel_ns or STATS_TIMED else None}
 
     def get(self, name):
         """The Target record registered under name (TargetNotFoundError if none)."""
@@ -253,3 +303,24 @@ cdef int c_api_register(void *registry, const char *name, void *fn, int32_t api_
                     gil=gil.decode(), thread_safe=bool(thread_safe), owner=None)
     return (<Registry>reg).add(record.name, fn, api_version, record.gil, thread_safe, False,
                                record)
+
+
+cdef bint STATS_TIMED = False  # timing was on at some point: kernel_ns means something
+
+
+def set_stats(enabled, *, timing=False):
+    """Count calls, failures and bytes of every target (Registry.stats), and
+    with timing=True the time inside each kernel too.  Off by default:
+    counting costs a few ns per call, timing two clock reads."""
+    global STATS_TIMED
+    enabled = check_bool("enabled", enabled)
+    timing = check_bool("timing", timing)
+    if timing and not enabled:
+        raise ValueError("timing=True needs enabled=True")
+    STATS_TIMED = STATS_TIMED or timing
+    set_stats_mode(&fjffi_stats_mode, 2 if timing else 1 if enabled else 0)
+
+
+def stats_enabled():
+    """(enabled, timing) of set_stats."""
+    return fjffi_stats_mode != 0, fjffi_stats_mode == 2

@@ -27,6 +27,7 @@ typedef struct fjffi_kernel_entry {
     int32_t api_version;  /* FJFFI_ABI_RAW or FJFFI_ABI_TYPED */
     const char *doc;      /* one line: what it computes and what it takes */
     const fjffi_raw_contract *contract; /* raw kernels that touch buffers; else NULL */
+    int32_t writes_all_outputs; /* writes every byte of every output on success */
 } fjffi_kernel_entry;
 
 /* The public built-in kernels, registered in fjffi.default_registry. */

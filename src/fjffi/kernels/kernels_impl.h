@@ -53,4 +53,17 @@ int32_t fjffi_kernel_multiply(const fjffi_buffer *inputs, size_t n_inputs,
 int32_t fjffi_kernel_sum(const fjffi_buffer *inputs, size_t n_inputs, const fjffi_buffer *outputs,
                          size_t n_outputs, fjffi_context *ctx);
 
+/* The same four, trusting what fjffi proved of each descriptor (well formed,
+ * nbytes matching the shape, aligned): the built-in registry's entries. */
+int32_t fjffi_kernel_negate_trusted(const fjffi_buffer *inputs, size_t n_inputs,
+                                    const fjffi_buffer *outputs, size_t n_outputs,
+                                    fjffi_context *ctx);
+int32_t fjffi_kernel_add_trusted(const fjffi_buffer *inputs, size_t n_inputs,
+                                 const fjffi_buffer *outputs, size_t n_outputs, fjffi_context *ctx);
+int32_t fjffi_kernel_multiply_trusted(const fjffi_buffer *inputs, size_t n_inputs,
+                                      const fjffi_buffer *outputs, size_t n_outputs,
+                                      fjffi_context *ctx);
+int32_t fjffi_kernel_sum_trusted(const fjffi_buffer *inputs, size_t n_inputs,
+                                 const fjffi_buffer *outputs, size_t n_outputs, fjffi_context *ctx);
+
 #endif

@@ -1,5 +1,7 @@
 #include "registry.h"
 
+#include "stats.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,6 +67,8 @@ int registry_init(registry *r) {
     if (r->slots == NULL) return -1;
     r->capacity = INITIAL_CAPACITY;
     r->count = 0;
+    r->retired = NULL;
+    atomic_init(&r->generation, 1);
     if (pthread_rwlock_init(&r->lock, NULL) != 0) {
         free(r->slots);
         r->slots = NULL;
@@ -96,6 +100,11 @@ void registry_destroy(registry *r) {
     pthread_mutex_unlock(&live_lock);
     for (size_t i = 0; i < r->capacity; ++i) {
         if (r->slots[i] != NULL) free_target(r->slots[i]);
+    while (r->retired != NULL) {
+        registry_target *t = r->retired;
+        r->retired = t->next_retired;
+        free_target(t);
+    }
     }
     free(r->slots);
     r->slots = NULL;
@@ -149,6 +158,7 @@ static registry_target *copy_target(const registry_target *target) {
     memcpy(name, target->name, target->name_len);
     name[target->name_len] = '\0';
     t->name = name;
+    t->stats_id = fjffi_stats_new_id();
     if (init_serial(&t->serial) != 0) {
         free(t);
         free(name);
@@ -162,7 +172,17 @@ static int same_name(const registry_target *a, const registry_target *b) {
            memcmp(a->name, b->name, a->name_len) == 0;
 }
 
-int registry_add_all(registry *r, const registry_target *targets, size_t n) {
+static void retire(registry *r, registry_target *t) {
+    t->next_retired = r->retired;
+    r->retired = t;
+}
+
+/* After a change of the table, under the write lock: caches filled before it are stale. */
+static void bump_generation(registry *r) {
+    atomic_fetch_add_explicit(&r->generation, 1, memory_order_release);
+}
+
+int registry_add_all(registry *r, const registry_target *targets, size_t n, int replace) {
     /* Everything that can fail is done before the table changes. */
     registry_target **copies = calloc(n > 0 ? n : 1, sizeof *copies);
     if (copies == NULL) return -1;
@@ -176,18 +196,27 @@ int registry_add_all(registry *r, const registry_target *targets, size_t n) {
 
     if (rc == 0) {
         pthread_rwlock_wrlock(&r->lock);
-        for (size_t k = 0; k < n && rc == 0; ++k)
+        size_t added = 0; /* names not in the table yet */
+        for (size_t k = 0; k < n && rc == 0; ++k) {
             if (r->slots[probe(r->slots, r->capacity, targets[k].name, targets[k].name_len,
-                               targets[k].hash)] != NULL)
+                               targets[k].hash)] == NULL)
+                added += 1;
+            else if (!replace)
                 rc = (int)k + 1;
-        while (rc == 0 && 2 * (r->count + n) > r->capacity)
+        }
+        while (rc == 0 && 2 * (r->count + added) > r->capacity)
             if (grow(r) != 0) rc = -1;
         for (size_t k = 0; k < n && rc == 0; ++k) {
             registry_target *t = copies[k];
-            r->slots[probe(r->slots, r->capacity, t->name, t->name_len, t->hash)] = t;
+            size_t i = probe(r->slots, r->capacity, t->name, t->name_len, t->hash);
+            if (r->slots[i] != NULL) retire(r, r->slots[i]);
+            r->slots[i] = t;
             copies[k] = NULL;
         }
-        if (rc == 0) r->count += n;
+        if (rc == 0) {
+            r->count += added;
+            bump_generation(r);
+        }
         pthread_rwlock_unlock(&r->lock);
     }
 
@@ -197,9 +226,56 @@ int registry_add_all(registry *r, const registry_target *targets, size_t n) {
     return rc;
 }
 
-size_t registry_count(registry *r) {
-    pthread_rwlock_rdlock(&r->lock);
-    size_t n = r->count;
+int registry_remove(registry *r, const char *name, size_t len, uint64_t hash) {
+    pthread_rwlock_wrlock(&r->lock);
+    size_t mask = r->capacity - 1;
+    size_t i = probe(r->slots, r->capacity, name, len, hash);
+    registry_target *t = r->slots[i];
+    if (t != NULL) {
+        retire(r, t);
+        r->slots[i] = NULL;
+        r->count -= 1;
+        /* Backward-shift deletion: move up every later entry of the run
+         * that probing from its home slot would no longer reach. */
+        for (size_t j = (i + 1) & mask; r->slots[j] != NULL; j = (j + 1) & mask) {
+            size_t home = (size_t)r->slots[j]->hash & mask;
+            /* Does home lie cyclically in (i, j]?  Then the entry stays. */
+            if (i <= j ? (i < home && home <= j) : (i < home || home <= j)) continue;
+            r->slots[i] = r->slots[j];
+            r->slots[j] = NULL;
+            i = j;
+        }
+        bump_generation(r);
+    }
     pthread_rwlock_unlock(&r->lock);
-    return n;
+    return t == NULL;
+}
+
+const registry_target *registry_cached_get(registry *r, registry_cache *c, const char *name,
+                                           size_t len, uint64_t hash) {
+    uint64_t now = atomic_load_explicit(&r->generation, memory_order_acquire);
+    uint64_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
+    if ((seq & 1) == 0) {
+        const registry_target *t = atomic_load_explicit(&c->target, memory_order_relaxed);
+        uint64_t filled = atomic_load_explicit(&c->generation, memory_order_relaxed);
+        atomic_thread_fence(memory_order_acquire);
+        if (t != NULL && filled == now &&
+            atomic_load_explicit(&c->seq, memory_order_relaxed) == seq)
+            return t;
+    }
+    /* The generation read under the read lock belongs with what it finds. */
+    pthread_rwlock_rdlock(&r->lock);
+    now = atomic_load_explicit(&r->generation, memory_order_relaxed);
+    const registry_target *t = r->slots[probe(r->slots, r->capacity, name, len, hash)];
+    pthread_rwlock_unlock(&r->lock);
+    /* Fill only when no other thread is filling; a lost race leaves the
+     * cache to the winner. */
+    if (t != NULL && (seq & 1) == 0 &&
+        atomic_compare_exchange_strong_explicit(&c->seq, &seq, seq + 1, memory_order_acquire,
+                                                memory_order_relaxed)) {
+        atomic_store_explicit(&c->target, t, memory_order_relaxed);
+        atomic_store_explicit(&c->generation, now, memory_order_relaxed);
+        atomic_store_explicit(&c->seq, seq + 2, memory_order_release);
+    }
+    return t;
 }

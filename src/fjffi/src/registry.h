@@ -5,10 +5,14 @@
  * Locking rules:
  *  - registry_get takes the read lock and needs no GIL, so any number of
  *    threads look up at once, inside `nogil` too.
- *  - registry_add_all takes the write lock; a name is never removed, so a
- *    target pointer returned by registry_get stays valid for the
- *    registry's lifetime (the table holds pointers, a resize moves only
- *    those).
+ *  - registry_cached_get takes no lock at all while nothing was registered
+ *    or removed since the cache was filled: it reads the registry's
+ *    generation and the cache with plain atomic loads, no read-modify-write
+ *    on shared memory.
+ *  - registry_add_all and registry_remove take the write lock and bump the
+ *    generation.  A removed or replaced target is retired, not freed: a
+ *    target pointer once returned stays valid for the registry's lifetime,
+ *    so a call that resolved it finishes on it.
  *  - No caller waits for the GIL while holding either lock: that is what
  *    keeps the lock and the GIL from deadlocking each other.
  *  - Around fork(), every live registry's write lock is held, so a child
@@ -21,6 +25,7 @@
 #define FJFFI_REGISTRY_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,13 +40,18 @@ typedef struct registry_target {
     int32_t gil;        /* FJFFI_GIL_* */
     int32_t thread_safe;
     int32_t is_callback;
+    int32_t writes_all_outputs; /* declared: every output byte written on success */
+    uint32_t stats_id;  /* this registration's counters (stats.h) */
     const void *contract;   /* a built-in raw kernel's fjffi_raw_contract, or NULL */
     pthread_mutex_t serial; /* taken around each call when !thread_safe */
     void *record;       /* the Python Target record; the Registry object holds it */
+    struct registry_target *next_retired;
 } registry_target;
 
 typedef struct registry {
     pthread_rwlock_t lock;
+    _Atomic uint64_t generation; /* bumped by every change, under the write lock */
+    struct registry_target *retired; /* removed or replaced targets, freed with the registry */
     registry_target **slots; /* capacity entries, NULL where empty */
     size_t capacity;         /* a power of two */
     size_t count;
@@ -56,9 +66,26 @@ const registry_target *registry_get(registry *r, const char *name, size_t len, u
 /*
  * Adds all n targets or none (the registry copies their names): 0 when all
  * were added; k + 1 when targets[k]'s name is taken (or repeats an earlier
- * one of the n); -1 out of memory.
+ * one of the n); -1 out of memory.  With replace, a taken name's target is
+ * retired and the new one takes its place.
  */
-int registry_add_all(registry *r, const registry_target *targets, size_t n);
-size_t registry_count(registry *r);
+int registry_add_all(registry *r, const registry_target *targets, size_t n, int replace);
+/* Retires the target of name: 0, or 1 when no target has that name. */
+int registry_remove(registry *r, const char *name, size_t len, uint64_t hash);
+
+/*
+ * A one-name cache of a lookup, for a caller that resolves the same name
+ * again and again (fjffi.Call): valid while the registry's generation is
+ * the one it was filled at.  A seqlock keeps a reader from pairing one
+ * fill's target with another's generation; all zero is an empty cache.
+ */
+typedef struct registry_cache {
+    _Atomic uint64_t seq; /* odd while a fill is writing */
+    const registry_target *_Atomic target;
+    _Atomic uint64_t generation;
+} registry_cache;
+
+const registry_target *registry_cached_get(registry *r, registry_cache *c, const char *name,
+                                           size_t len, uint64_t hash);
 
 #endif

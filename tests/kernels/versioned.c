@@ -1,0 +1,36 @@
+/*
+ * One kernel, built twice with a different VERSION: output 0 (int64 scalar)
+ * = VERSION, after sleeping input 0 (int64) microseconds.  Loaded and
+ * unloaded by tests/test_replace.py, which checks which version ran and
+ * that a released library really leaves the process.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#include "fjffi.h"
+
+int32_t versioned(const fjffi_buffer *inputs, size_t n_inputs, const fjffi_buffer *outputs,
+                  size_t n_outputs, fjffi_context *ctx) {
+    if (n_inputs != 1 || n_outputs != 1 || inputs[0].dtype != FJFFI_INT64 ||
+        outputs[0].dtype != FJFFI_INT64 || inputs[0].ndim != 0 || outputs[0].ndim != 0)
+        return fjffi_fail(ctx, 1, "versioned: one int64 scalar in, one out");
+    int64_t us, version = VERSION;
+    memcpy(&us, inputs[0].data, sizeof us);
+    struct timespec pause = {us / 1000000, (us % 1000000) * 1000};
+    if (us > 0) nanosleep(&pause, NULL);
+    memcpy(outputs[0].data, &version, sizeof version);
+    return 0;
+}
+
+/* Declares writes_all_outputs but writes only the first byte: what the
+ * declaration leaves behind when it is not true. */
+int32_t first_byte(const fjffi_buffer *inputs, size_t n_inputs, const fjffi_buffer *outputs,
+                   size_t n_outputs, fjffi_context *ctx) {
+    (void)inputs;
+    (void)n_inputs;
+    if (n_outputs < 1 || outputs[0].nbytes < 1) return fjffi_fail(ctx, 2, "first_byte: 1 output");
+    ((uint8_t *)outputs[0].data)[0] = 0x11;
+    return inputs != NULL && n_inputs > 0 ? 3 : 0; /* any input: fail after writing */
+}
