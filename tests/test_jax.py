@@ -302,3 +302,20 @@ def test_a_callback_batches_as_declared():
     np.testing.assert_array_equal(np.asarray(ew(rows)), rows + 1)
     with pytest.raises(TransformError, match="'row_sum'"):
         jax.vmap(lambda r: fj.call("row_sum", r, results=S((), "float64"), registry=reg))(rows)
+
+
+def test_a_compiled_program_runs_what_the_name_means_now(kernels):
+    reg = fjffi.Registry()
+    reg.register("swap", kernels.ik_copy, api_version=1)
+    f = jax.jit(lambda a: fj.call("swap", a, results=S((3,), "float64"), registry=reg))
+    x = np.array([1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(np.asarray(f(x)), x)
+    reg.register("swap", kernels.ik_negate_f64, api_version=1, replace=True)
+    np.testing.assert_array_equal(np.asarray(f(x + 1)), -(x + 1))  # same program, new kernel
+    reg.unregister("swap")
+    with pytest.raises(Exception, match="no target named 'swap'"):
+        np.asarray(f(x + 2))
+    # Bound now to a target that needs the GIL: refused, never waited for.
+    reg.register_callback("swap", lambda a: a)
+    with pytest.raises(Exception, match="needs the GIL"):
+        np.asarray(f(x + 3))
