@@ -37,6 +37,7 @@ def producer(tmp_path_factory):
                    check=True, capture_output=True, text=True)
     lib = ctypes.PyDLL(str(out))
     lib.producer_capsule.restype = ctypes.py_object
+    lib.producer_exchange_api.restype = ctypes.py_object
     lib.producer_capsule.argtypes = [
         ctypes.c_void_p, ctypes.c_int32, ctypes.POINTER(ctypes.c_int64),
         ctypes.POINTER(ctypes.c_int64), ctypes.c_uint8, ctypes.c_uint8, ctypes.c_uint16,
@@ -82,6 +83,26 @@ class AlwaysVersioned(Exported):
 
     def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
         return super().__dlpack__(max_version=(1, 0))
+
+
+@pytest.fixture(scope="module")
+def with_table(producer):
+    """A producer type offering the C exchange table as well as __dlpack__."""
+
+    class WithTable:
+        __dlpack_c_exchange_api__ = producer.producer_exchange_api()
+
+        def __init__(self, base):
+            self.base = base
+            self.shape = (ctypes.c_int64 * max(base.ndim, 1))(*base.shape)
+            code, bits = DL[base.dtype.name]
+            self._dl = (base.ctypes.data, base.ndim, ctypes.addressof(self.shape), code, bits)
+
+        def __dlpack__(self, **kw):
+            return producer.producer_capsule(self.base.ctypes.data, self.base.ndim, self.shape,
+                                             None, *self._dl[3:], 1, 1, 0, 0, 1, True)
+
+    return WithTable
 
 
 def negate(x, out):
@@ -183,6 +204,36 @@ def test_every_export_is_given_back_exactly_once(producer):
     assert producer.producer_deleted() - before == n  # the Buffer still holds one
     del buf
     assert producer.producer_deleted() - before == n + 1
+
+
+def test_the_exchange_table_and_when_memory_is_pinned(producer, with_table, kernels):
+    src, out = np.arange(4.0), np.zeros(4)
+
+    def counts():
+        return producer.producer_fills(), producer.producer_managed()
+
+    f0, m0 = counts()
+    negate(with_table(src), out)  # small, GIL held throughout: no allocation
+    np.testing.assert_array_equal(out, -src)
+    assert counts() == (f0 + 1, m0)
+    reg = fjffi.Registry()
+    reg.register("released", kernels.ik_negate_f64, api_version=1, gil="release")
+    reg.register("serial", kernels.ik_negate_f64, api_version=1, thread_safe=False)
+    reg.register_callback("cb", lambda x: -np.asarray(x))
+    for name in ["released", "serial", "cb"]:  # other threads may run: memory held
+        f1, m1 = counts()
+        out[:] = 0
+        fjffi.Call(name, reg).invoke((with_table(src),), (out,))
+        np.testing.assert_array_equal(out, -src)
+        assert counts()[1] == m1 + 1, name
+    m2 = counts()[1]
+    buf = fjffi.to_buffer(with_table(src))  # a Buffer outlives any call: held
+    assert counts()[1] == m2 + 1
+    del buf
+    dst = np.zeros(4)
+    negate(src, with_table(dst))  # an output always through the managed tensor
+    np.testing.assert_array_equal(dst, -src)
+    assert counts()[1] == m2 + 2
 
 
 def test_bool_input_bytes_are_checked(producer):

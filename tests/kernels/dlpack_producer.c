@@ -79,3 +79,55 @@ PyObject *producer_capsule(void *data, int32_t ndim, const int64_t *shape,
     b->u.l.dl_tensor = t;
     return PyCapsule_New(&b->u.l, "dltensor", capsule_l);
 }
+
+/* A C exchange table (__dlpack_c_exchange_api__), for objects that carry
+ * _dl = (data address, ndim, shape address, code, bits) and whose
+ * __dlpack__ exports the same memory.  Counts how each path is used. */
+typedef struct {
+    struct { uint32_t major, minor; } version;
+    void *prev_api;
+} ExchangeHeader;
+typedef struct {
+    ExchangeHeader header;
+    void *managed_tensor_allocator;
+    int (*managed_from_py)(void *obj, Versioned **out);
+    void *managed_to_py;
+    int (*dltensor_from_py)(void *obj, Tensor *out);
+    void *current_work_stream;
+} Exchange;
+
+static int n_fills, n_managed;
+int producer_fills(void) { return n_fills; }
+int producer_managed(void) { return n_managed; }
+
+static int fill(void *obj, Tensor *out) {
+    PyObject *dl = PyObject_GetAttrString((PyObject *)obj, "_dl");
+    if (dl == NULL) return -1;
+    long long data, ndim, shape, code, bits;
+    int ok = PyArg_ParseTuple(dl, "LLLLL", &data, &ndim, &shape, &code, &bits);
+    Py_DECREF(dl);
+    if (!ok) return -1;
+    Tensor t = {(void *)(intptr_t)data, {1, 0}, (int32_t)ndim, {(uint8_t)code, (uint8_t)bits, 1},
+                (int64_t *)(intptr_t)shape, NULL, 0};
+    *out = t;
+    ++n_fills;
+    return 0;
+}
+
+static int managed(void *obj, Versioned **out) {
+    PyObject *cap = PyObject_CallMethod((PyObject *)obj, "__dlpack__", NULL);
+    if (cap == NULL) return -1;
+    Versioned *v = PyCapsule_GetPointer(cap, "dltensor_versioned");
+    if (v != NULL) PyCapsule_SetName(cap, "used_dltensor_versioned");
+    Py_DECREF(cap);
+    if (v == NULL) return -1;
+    *out = v;
+    ++n_managed;
+    return 0;
+}
+
+static Exchange exchange = {{{1, 0}, NULL}, NULL, managed, NULL, fill, NULL};
+
+PyObject *producer_exchange_api(void) {
+    return PyCapsule_New(&exchange, "dlpack_exchange_api", NULL);
+}

@@ -365,6 +365,7 @@ cdef inline int run(str name, bint guard, bint unscrubbed, const registry_target
     cdef int32_t rc
     cdef size_t moved = 0
     cdef list converted = None
+    cdef list unpinned = None
 
     for i in range(f.n_inputs):
         obj = inputs[i]
@@ -374,8 +375,12 @@ cdef inline int run(str name, bint guard, bint unscrubbed, const registry_target
             # a native, contiguous Buffer; either kept alive by `converted`
             # until the call returns.
             if has_dlpack(obj):
-                keep = describe_dlpack(obj, &f.inputs[i], False, (name, "input", i))
-                if keep is not None:
+                keep = describe_dlpack(obj, &f.inputs[i], False, (name, "input", i), False)
+                if keep is None:  # pinned below if the kernel may run unguarded
+                    if unpinned is None:
+                        unpinned = []
+                    unpinned.append(i)
+                else:
                     if converted is None:
                         converted = []
                     converted.append(keep)
@@ -397,7 +402,8 @@ cdef inline int run(str name, bint guard, bint unscrubbed, const registry_target
         if state < 0 and has_dlpack(obj):
             if converted is None:
                 converted = []
-            converted.append(describe_dlpack(obj, &f.outputs[i], True, (name, "output", i)))
+            converted.append(describe_dlpack(obj, &f.outputs[i], True, (name, "output", i),
+                                             True))
         elif state != 0:
             refuse_output(name, i, obj)
         for j in range(f.n_inputs):
@@ -410,6 +416,15 @@ cdef inline int run(str name, bint guard, bint unscrubbed, const registry_target
         moved += f.outputs[i].nbytes
     if t.contract != NULL:
         check_contract(name, <const fjffi_raw_contract *>t.contract, f)
+    if unpinned is not None and (t.is_callback or not t.thread_safe or releases_gil(t, moved)):
+        # Other Python threads may run before the kernel returns, and a
+        # DLPack producer's table gave pointers without holding the memory:
+        # hold it now, through the producer's managed tensor.
+        if converted is None:
+            converted = []
+        for i in unpinned:
+            converted.append(describe_dlpack(inputs[i], &f.inputs[i], False, (name, "input", i),
+                                             True))
 
     if t.is_callback:
         run_callback(name, t, inputs if converted is None else (inputs, converted), f)

@@ -195,10 +195,16 @@ cdef Buffer dltensor_copy(const DLTensor *t, int code, object owner):
     return wrap_array(np.array(view, order="C", copy=True), code)
 
 
-cdef object describe_dlpack(object obj, fjffi_buffer *desc, bint output, object where):
+cdef object describe_dlpack(object obj, fjffi_buffer *desc, bint output, object where,
+                           bint pin):
     """Describe obj, which has __dlpack__, into desc, zero-copy where the
     memory allows.  Returns what keeps desc's memory valid for the call;
-    every refusal is an FfiError.  None: obj itself keeps it valid."""
+    every refusal is an FfiError.
+
+    None: the producer's exchange table described an input without
+    allocating; the memory is then valid only while no other Python code
+    runs (obj's owner could resize it), so a caller that lets other threads
+    run before the kernel returns passes pin=True."""
     cdef const DLPackExchangeAPI *api = exchange_api(type(obj))
     cdef DLTensor t
     cdef DLPackHolder holder
@@ -206,7 +212,7 @@ cdef object describe_dlpack(object obj, fjffi_buffer *desc, bint output, object 
     cdef uint64_t flags = 0
     cdef bint versioned = True
     cdef int state
-    if api != NULL and not output and api.dltensor_from_py_object_no_sync != NULL:
+    if api != NULL and not pin and api.dltensor_from_py_object_no_sync != NULL:
         kind = type(obj).__name__
         try:
             api.dltensor_from_py_object_no_sync(<void *>obj, &t)
@@ -311,7 +317,7 @@ cdef Buffer dlpack_to_buffer(object obj, object where):
     """to_buffer of a __dlpack__ object: a Buffer over its memory, or over a
     contiguous copy."""
     cdef fjffi_buffer desc
-    owner = describe_dlpack(obj, &desc, False, where or "input")
+    owner = describe_dlpack(obj, &desc, False, where or "input", True)
     if owner is None:
         owner = obj
     elif type(owner) is Buffer:
