@@ -59,8 +59,8 @@ def nb_copy(inputs, n_inputs, outputs, n_outputs, ctx):
     if ins[0].nbytes != outs[0].nbytes or ins[0].dtype != outs[0].dtype:
         return fn.fail(ctx, 4, "nb_copy: output unlike input")
     n = ins[0].nbytes
-    xb = numba.carray(fn._voidptr(fn.data(inputs, 0)), n, np.uint8)
-    yb = numba.carray(fn._voidptr(fn.data(outputs, 0)), n, np.uint8)
+    xb = numba.carray(fn.pointer(fn.data(inputs, 0)), n, np.uint8)
+    yb = numba.carray(fn.pointer(fn.data(outputs, 0)), n, np.uint8)
     for i in range(n):
         yb[i] = xb[i]
     return 0

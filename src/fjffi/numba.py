@@ -53,7 +53,7 @@ except ImportError:  # fjffi works without numba; only this module needs it
     numba = None
 
 __all__ = ["typed_signature", "raw_signature", "buffer_dtype", "buffer_type", "buffers",
-           "data", "shape", "numel", "array", "raw_array", "fail", "invoke",
+           "data", "shape", "numel", "array", "raw_array", "fail", "invoke", "pointer",
            "invoke_status", "target_name", "message_text", "MESSAGE_SIZE", "DTYPE_CODES"] + [
                name.upper() for name in fjffi._core.DTYPE_NAMES]
 
@@ -93,6 +93,9 @@ if numba is not None:
             return builder.inttoptr(args[0], cgutils.voidptr_t)
 
         return types.voidptr(address), codegen
+
+    # Public: numba.carray(pointer(data(ptr, i)), n, dtype) views raw bytes.
+    pointer = _voidptr
 
     @numba.njit(inline="always")
     def buffers(ptr, n):

@@ -245,7 +245,8 @@ cdef object describe_dlpack(object obj, fjffi_buffer *desc, bint output, object 
             PyCapsule_SetName(cap, b"used_dltensor")
             versioned = False
         else:
-            raise LayoutError(f"{where_str(where)}: the {kind}'s __dlpack__ returned no DLPack capsule")
+            raise LayoutError(f"{where_str(where)}: the {kind}'s __dlpack__ returned no "
+                              "DLPack capsule")
     if versioned:
         if holder.versioned == NULL:
             raise LayoutError(f"{where_str(where)}: the {kind}'s DLPack export gave no tensor")
