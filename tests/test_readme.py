@@ -67,6 +67,9 @@ def test_section_shows_every_way_of_writing_a_kernel():
 
 
 def test_every_block_runs(tmp_path):
+    # The section shows cffi in both modes; cffi does not build on 3.13t.
+    pytest.importorskip(
+        "cffi", reason="cffi is not installed (it does not build on free-threaded CPython 3.13)")
     files, shell, python = {}, [], []
     for language, code, line in code_blocks():
         name = FILE_NAME.match(code.splitlines()[0]) if code.strip() else None

@@ -259,6 +259,7 @@ cdef class Call:
     cdef const char *cname
     cdef Py_ssize_t clen
     cdef uint64_t hash
+    cdef int claimed  # set by the one __init__ that fills the fields
     cdef registry_cache cache  # the last resolution; all zero (empty) from tp_alloc
 
     def __cinit__(self):
@@ -272,12 +273,16 @@ cdef class Call:
         check_name(name, &cname, &clen)
         if guard is not None:
             guard = check_bool("guard", guard)
+        # Checked above, claimed here: of two first __init__s at once
+        # (possible without a GIL), one fills the fields, the other is refused.
+        if not fjffi_claim(&self.claimed):
+            raise TypeError("fjffi.Call.__init__ may be called only once")
         self.name = name  # holds the str whose UTF-8 cname points into
         self.hash = registry_hash(cname, clen)
         self.clen = clen
         self.registry = default_registry if registry is None else registry
         self.guard = GUARD_DEFAULT if guard is None else guard
-        self.cname = cname  # last: a Call with cname set is complete
+        fjffi_publish_ptr(&self.cname, cname)  # last: a Call with cname set is complete
 
     def __repr__(self):
         if self.cname == NULL:

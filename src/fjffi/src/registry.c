@@ -273,6 +273,8 @@ const registry_target *registry_cached_get(registry *r, registry_cache *c, const
     if (t != NULL && (seq & 1) == 0 &&
         atomic_compare_exchange_strong_explicit(&c->seq, &seq, seq + 1, memory_order_acquire,
                                                 memory_order_relaxed)) {
+        /* A reader that sees the new fields must then see the odd seq. */
+        atomic_thread_fence(memory_order_release);
         atomic_store_explicit(&c->target, t, memory_order_relaxed);
         atomic_store_explicit(&c->generation, now, memory_order_relaxed);
         atomic_store_explicit(&c->seq, seq + 2, memory_order_release);
