@@ -26,6 +26,7 @@ GUIDE = ROOT / "docs" / "guide.md"
 SECTION = "Writing and registering a kernel"
 # The docs that link to each other; each of their relative links must resolve.
 DOCS = [README, GUIDE, ROOT / "docs" / "reference.md", ROOT / "docs" / "design.md",
+        ROOT / "docs" / "interop.md",
         ROOT / "bench" / "README.md", ROOT / "CONTRIBUTING.md"]
 
 # The first line of a file block names the file: /* name.c */, # name.pyx, ...

@@ -38,7 +38,7 @@ from cpython.pycapsule cimport (
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t, uintptr_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
 from libc.stdlib cimport calloc, malloc, free
 from libc.stdio cimport snprintf
 from libc.string cimport memset, memcpy, memchr
@@ -129,6 +129,7 @@ include "core/buffer.pxi"
 include "core/marshal.pxi"
 include "core/registry.pxi"
 include "core/call.pxi"
+include "core/dlpack.pxi"
 include "core/guard.pxi"
 include "core/callbacks.pxi"
 

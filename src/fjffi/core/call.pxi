@@ -370,18 +370,31 @@ cdef inline int run(str name, bint guard, bint unscrubbed, const registry_target
     cdef int32_t rc
     cdef size_t moved = 0
     cdef list converted = None
+    cdef list unpinned = None
 
     for i in range(f.n_inputs):
         obj = inputs[i]
         if (describe_buffer(obj, &f.inputs[i]) < 0
                 and describe_scalar(obj, &f.inputs[i], f.scalars + 2 * i) < 0):
-            # Slow path: copy into a native, contiguous Buffer, kept alive
-            # by `converted` until the call returns.
-            obj = marshal(obj, i)
-            if converted is None:
-                converted = []
-            converted.append(obj)
-            describe_buffer(obj, &f.inputs[i])
+            # Slow path: a DLPack object described in place, or a copy into
+            # a native, contiguous Buffer; either kept alive by `converted`
+            # until the call returns.
+            if has_dlpack(obj):
+                keep = describe_dlpack(obj, &f.inputs[i], False, (name, "input", i), False)
+                if keep is None:  # pinned below if the kernel may run unguarded
+                    if unpinned is None:
+                        unpinned = []
+                    unpinned.append(i)
+                else:
+                    if converted is None:
+                        converted = []
+                    converted.append(keep)
+            else:
+                if converted is None:
+                    converted = []
+                obj = marshal(obj, i)
+                converted.append(obj)
+                describe_buffer(obj, &f.inputs[i])
         if f.inputs[i].dtype == FJFFI_BOOL:
             bad = fjffi_first_bad_bool(<uint8_t *>f.inputs[i].data, f.inputs[i].nbytes)
             if bad >= 0:
@@ -391,7 +404,12 @@ cdef inline int run(str name, bint guard, bint unscrubbed, const registry_target
     for i in range(f.n_outputs):
         obj = outputs[i]
         state = describe_buffer(obj, &f.outputs[i])
-        if state != 0:
+        if state < 0 and has_dlpack(obj):
+            if converted is None:
+                converted = []
+            converted.append(describe_dlpack(obj, &f.outputs[i], True, (name, "output", i),
+                                             True))
+        elif state != 0:
             refuse_output(name, i, obj)
         for j in range(f.n_inputs):
             if fjffi_overlaps(&f.outputs[i], &f.inputs[j]):
@@ -403,6 +421,15 @@ cdef inline int run(str name, bint guard, bint unscrubbed, const registry_target
         moved += f.outputs[i].nbytes
     if t.contract != NULL:
         check_contract(name, <const fjffi_raw_contract *>t.contract, f)
+    if unpinned is not None and (t.is_callback or not t.thread_safe or releases_gil(t, moved)):
+        # Other Python threads may run before the kernel returns, and a
+        # DLPack producer's table gave pointers without holding the memory:
+        # hold it now, through the producer's managed tensor.
+        if converted is None:
+            converted = []
+        for i in unpinned:
+            converted.append(describe_dlpack(inputs[i], &f.inputs[i], False, (name, "input", i),
+                                             True))
 
     if t.is_callback:
         run_callback(name, t, inputs if converted is None else (inputs, converted), f)
