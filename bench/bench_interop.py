@@ -20,7 +20,6 @@ import numpy as np
 
 import fjffi
 
-
 ROUNDS = 7
 
 
@@ -30,6 +29,7 @@ def best(fn, number, repeat=7):
 
 def bench_jax():
     import jax
+
     import fjffi.jax as fj
     from fjffi import _jax_handler
 
@@ -67,8 +67,8 @@ def bench_jax():
     samples = {label: [] for label in chains}
     for _ in range(ROUNDS):
         for label, (f0, fk) in chains.items():
-            t0 = best(lambda: f0(x).block_until_ready(), 1000, 3)
-            tk = best(lambda: fk(x).block_until_ready(), 100, 3)
+            t0 = best(lambda f0=f0: f0(x).block_until_ready(), 1000, 3)
+            tk = best(lambda fk=fk: fk(x).block_until_ready(), 100, 3)
             samples[label].append((tk - t0) / k)
     per = {label: float(np.median(v)) for label, v in samples.items()}
     line = f"jax: per extra call in one jit: fjffi {per['fjffi'] * 1e6:.3f} us"
@@ -134,7 +134,7 @@ def bench_dlpack():
     samples = {label: [] for label in cases}
     for _ in range(ROUNDS):  # alternating, as for jax
         for label, (ins, outs) in cases.items():
-            samples[label].append(best(lambda: call.invoke(ins, outs), 5000, 3))
+            samples[label].append(best(lambda ins=ins, outs=outs: call.invoke(ins, outs), 5000, 3))
     t = {label: float(np.median(v)) for label, v in samples.items()}
     line = f"dlpack: 1k negate: numpy {t['numpy'] * 1e6:.2f} us"
     for label in t:
@@ -145,6 +145,7 @@ def bench_dlpack():
 
 def bench_numba():
     import numba
+
     import fjffi.numba as fn
 
     @numba.cfunc(fn.typed_signature)

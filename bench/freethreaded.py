@@ -193,8 +193,8 @@ def main(argv=None) -> int:
     shares = sharing(args.rounds)
     print("1k negate, gil='auto', two threads over one, by what the threads share:")
     for r in shares:
-        print(f"  {r['variant']:<34} ns/call alone {r['one_ns']:>5.0f}, with two {r['two_ns']:>5.0f}; "
-              f"cpu x2 {r['cpu']:.2f}x, wall x2 {r['wall']:.2f}x")
+        print(f"  {r['variant']:<34} ns/call alone {r['one_ns']:>5.0f}, "
+              f"with two {r['two_ns']:>5.0f}; cpu x2 {r['cpu']:.2f}x, wall x2 {r['wall']:.2f}x")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"environment": env, "rows": rows, "sharing": shares}, f, indent=1)

@@ -10,13 +10,12 @@ import shutil
 import subprocess
 import sysconfig
 
+import interop_util
 import numpy as np
 import pytest
 
 import fjffi
 from fjffi.errors import FfiError, LayoutError, UnsupportedDtypeError
-
-import interop_util
 
 PRODUCER_C = pathlib.Path(__file__).parent / "kernels" / "dlpack_producer.c"
 

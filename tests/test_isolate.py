@@ -166,7 +166,9 @@ def crash_many(reg, lib_path, count):
             run_mode(reg, "mode_iso", (CRASH, ABORT, EXIT)[i % 3])
     elapsed = time.monotonic() - start
     grown = rss_bytes() - rss
-    assert grown < 4 << 20, f"RSS grew by {grown} bytes over {count} crashes"
+    # Under ASan freed memory waits in its quarantine, so RSS says nothing there.
+    bound = (64 << 20) if os.environ.get("FJFFI_SANITIZER") else (4 << 20)
+    assert grown < bound, f"RSS grew by {grown} bytes over {count} crashes"
     assert open_fds() <= fds + 2
     x = np.arange(4.0)
     assert fjffi.call("negate_iso", (x,), (x,), registry=reg)[0].tolist() == [-0.0, -1.0, -2.0,

@@ -11,6 +11,7 @@ import subprocess
 import sysconfig
 import threading
 import time
+import weakref
 
 import numpy as np
 import pytest
@@ -111,20 +112,31 @@ def test_replace_needs_replace_true(libraries):
 def test_a_call_in_flight_finishes_on_the_old_target(libraries):
     reg = Registry()
     register(reg, "k", libraries[1])
+    old = weakref.ref(reg.get("k").keep_alive)
     call = Call("k", reg)
-    result = []
-    worker = threading.Thread(target=lambda: result.append(version_of(call, 300_000)))
+    inside = np.zeros((), np.int64)  # the kernel writes its version first, then sleeps
+
+    def work():
+        call.invoke((np.int64(500_000),), (inside,))
+
+    worker = threading.Thread(target=work)
     worker.start()
-    time.sleep(0.1)  # the worker is inside the kernel, without the GIL
+    deadline = time.monotonic() + 30
+    while int(inside) != 1:  # until the worker is inside the kernel, without the GIL
+        assert time.monotonic() < deadline, "the call never started"
+        time.sleep(0.001)
     register(reg, "k", libraries[2], replace=True)
     gc.collect()
-    assert loaded(libraries[1]), "released while a call was inside it"
+    assert worker.is_alive(), "the call ended before the replace: the machine is too slow"
+    assert old() is not None and loaded(libraries[1]), "released while a call was inside it"
     assert version_of(call) == 2
     worker.join()
-    assert result == [1]
+    assert int(inside) == 1
     gc.collect()
-    assert loaded(libraries[1]) is FREE_THREADED
-    # Dropped by rebinding, not del: the worker's lambda still names call.
+    if not FREE_THREADED:
+        assert old() is None, f"still held after the call by {gc.get_referrers(old())}"
+        assert not loaded(libraries[1])
+    # Dropped by rebinding, not del: the worker's function still names call.
     reg = call = None
     gc.collect()
     assert not loaded(libraries[1])

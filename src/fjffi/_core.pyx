@@ -23,7 +23,8 @@ The rules of this room:
   second ``__init__`` are refused.
 
 The rooms, in the order they build on each other: dtypes (fjffi.h's table),
-buffer, marshal, registry, call, guard mode, callbacks; module init last.
+buffer, marshal, registry, the frame of a call, the call, the C API's call
+without Python, DLPack, guard mode, callbacks; module init last.
 """
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
@@ -128,7 +129,9 @@ include "core/dtypes.pxi"
 include "core/buffer.pxi"
 include "core/marshal.pxi"
 include "core/registry.pxi"
+include "core/frame.pxi"
 include "core/call.pxi"
+include "core/capi.pxi"
 include "core/dlpack.pxi"
 include "core/guard.pxi"
 include "core/callbacks.pxi"

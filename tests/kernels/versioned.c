@@ -1,6 +1,6 @@
 /*
  * One kernel, built twice with a different VERSION: output 0 (int64 scalar)
- * = VERSION, after sleeping input 0 (int64) microseconds.  Loaded and
+ * = VERSION, then a sleep of input 0 (int64) microseconds.  Loaded and
  * unloaded by tests/test_replace.py, which checks which version ran and
  * that a released library really leaves the process.
  */
@@ -18,9 +18,10 @@ int32_t versioned(const fjffi_buffer *inputs, size_t n_inputs, const fjffi_buffe
         return fjffi_fail(ctx, 1, "versioned: one int64 scalar in, one out");
     int64_t us, version = VERSION;
     memcpy(&us, inputs[0].data, sizeof us);
+    /* Written first, so a test can see that the call is inside the kernel. */
+    memcpy(outputs[0].data, &version, sizeof version);
     struct timespec pause = {us / 1000000, (us % 1000000) * 1000};
     if (us > 0) nanosleep(&pause, NULL);
-    memcpy(outputs[0].data, &version, sizeof version);
     return 0;
 }
 

@@ -196,7 +196,7 @@ cdef Buffer dltensor_copy(const DLTensor *t, int code, object owner):
 
 
 cdef object describe_dlpack(object obj, fjffi_buffer *desc, bint output, object where,
-                           bint pin):
+                            bint pin):
     """Describe obj, which has __dlpack__, into desc, zero-copy where the
     memory allows.  Returns what keeps desc's memory valid for the call;
     every refusal is an FfiError.

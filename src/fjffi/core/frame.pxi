@@ -1,0 +1,232 @@
+# --- the frame of a call: descriptors, checks, the kernel's run -------------
+#
+# What Call.invoke, fjffi.call and the C API's invoke share: the frame of
+# descriptors a kernel gets, its validation, the scrub, and running the
+# kernel under its lock and GIL policy.
+
+cdef enum:
+    # Buffers per side held on the stack; more than this go to the heap.
+    STACK_BUFFERS = 8
+
+# Under "auto", a call that moves at least this many bytes (inputs plus
+# outputs) releases the GIL.  Below it, the release and reacquire cost more
+# than the kernel (measured: see bench/README.md).
+cdef Py_ssize_t AUTO_RELEASE_BYTES = 262144
+
+
+cdef struct Frame:
+    # What one call hands the kernel: a descriptor per buffer, a pointer per
+    # buffer for the raw ABI, and 16 bytes per input where a Python scalar
+    # input is marshalled without allocating.  All of it is on the stack up
+    # to STACK_BUFFERS inputs, in one heap block past that.
+    fjffi_buffer *inputs
+    fjffi_buffer *outputs
+    void **pointers
+    uint64_t *scalars
+    size_t n_inputs
+    size_t n_outputs
+    fjffi_buffer stack[2 * STACK_BUFFERS]
+    void *pointer_stack[2 * STACK_BUFFERS]
+    uint64_t scalar_stack[2 * STACK_BUFFERS]
+    void *heap
+
+
+cdef int frame_init(Frame *f, size_t n_inputs, size_t n_outputs) except -1:
+    f.heap = NULL
+    f.n_inputs = n_inputs
+    f.n_outputs = n_outputs
+    cdef size_t n = n_inputs + n_outputs
+    if n <= 2 * STACK_BUFFERS and n_inputs <= STACK_BUFFERS:
+        f.inputs = f.stack
+        f.pointers = f.pointer_stack
+        f.scalars = f.scalar_stack
+    else:
+        f.heap = PyMem_Malloc(n * (sizeof(fjffi_buffer) + sizeof(void *))
+                              + n_inputs * 2 * sizeof(uint64_t))
+        if f.heap == NULL:
+            raise MemoryError()
+        f.inputs = <fjffi_buffer *>f.heap
+        f.pointers = <void **>(f.inputs + n)
+        f.scalars = <uint64_t *>(f.pointers + n)
+    f.outputs = f.inputs + n_inputs
+    return 0
+
+
+cdef inline int describe_buffer(object obj, fjffi_buffer *desc) noexcept:
+    """Fill desc from a Buffer or a C-contiguous, aligned, native ndarray.
+
+    Returns 1 for a read-only object, 0 for a writable one, -1 where obj is
+    neither (the caller then takes the slow path).  Allocates nothing.
+    """
+    cdef Buffer buf
+    cdef cnp.ndarray arr
+    cdef int code, flags
+    if type(obj) is Buffer:
+        buf = <Buffer>obj
+        if not buf.ready:
+            return -1
+        desc.data = buf.data
+        desc.nbytes = buf.nbytes_
+        desc.dtype = buf.code
+        desc.ndim = buf.ndim_
+        desc.shape = <const int64_t *>buf.dims
+        return buf.readonly
+    if cnp.PyArray_Check(obj):
+        arr = <cnp.ndarray>obj
+        code = type_num_code(cnp.PyArray_TYPE(arr))
+        flags = cnp.PyArray_FLAGS(arr)
+        if (code < 0 or not (flags & cnp.NPY_ARRAY_C_CONTIGUOUS)
+                or not (flags & cnp.NPY_ARRAY_ALIGNED) or not cnp.PyArray_ISNOTSWAPPED(arr)):
+            return -1
+        desc.data = cnp.PyArray_DATA(arr)
+        desc.nbytes = cnp.PyArray_NBYTES(arr)
+        desc.dtype = code
+        desc.ndim = cnp.PyArray_NDIM(arr)
+        desc.shape = <const int64_t *>cnp.PyArray_DIMS(arr)
+        return not (flags & cnp.NPY_ARRAY_WRITEABLE)
+    return -1
+
+
+cdef int refuse_output(str name, size_t i, object obj) except -1:
+    """Raise the error that says why obj cannot be output i."""
+    if type(obj) is Buffer:
+        (<Buffer>obj).check_ready()
+        raise LayoutError(f"{name}: output {i} cannot be written in place: "
+                          "it is a read-only Buffer")
+    if not cnp.PyArray_Check(obj):
+        raise LayoutError(f"{name}: output {i} cannot be written in place: it is a "
+                          f"{type(obj).__name__}, not a numpy array or fjffi.Buffer")
+    cdef cnp.ndarray arr = <cnp.ndarray>obj
+    if user_descr_code(arr.descr) < 0:
+        raise UnsupportedDtypeError(arr.dtype, f"output {i}")
+    cdef int flags = cnp.PyArray_FLAGS(arr)
+    if not flags & cnp.NPY_ARRAY_WRITEABLE:
+        problem = "it is read-only"
+    elif not flags & cnp.NPY_ARRAY_C_CONTIGUOUS:
+        problem = "it is not C-contiguous"
+    elif not flags & cnp.NPY_ARRAY_ALIGNED:
+        problem = "it is misaligned"
+    else:
+        problem = "it is not in native byte order"
+    raise LayoutError(f"{name}: output {i} cannot be written in place: {problem}")
+
+
+cdef inline void zero_outputs(Frame *f) noexcept nogil:
+    cdef size_t i
+    for i in range(f.n_outputs):
+        memset(f.outputs[i].data, 0, f.outputs[i].nbytes)
+
+
+cdef int contract_problem(const fjffi_raw_contract *c, Frame *f, char *detail,
+                          size_t size, size_t *index) noexcept nogil:
+    """What a built-in raw kernel's contract finds wrong with buffer *index
+    of the call (1 its dtype, 2 its size), said in detail; 0 when nothing.
+    The raw ABI passes no sizes, so the kernel cannot check them itself;
+    counts it checks itself, and with other
+    counts it fails with its own code."""
+    cdef size_t i
+    cdef const fjffi_buffer *b
+    if f.n_inputs != c.n_inputs or f.n_outputs != c.n_outputs:
+        return 0
+    for i in range(f.n_inputs + f.n_outputs):
+        b = &f.inputs[i]  # outputs follow inputs
+        index[0] = i
+        if c.dtype >= 0 and b.dtype != c.dtype:
+            snprintf(detail, size, "buffer %zu must be %s", i, fjffi_dtype_info_of(c.dtype).name)
+            return 1
+        if b.nbytes < c.min_nbytes or b.nbytes > c.max_nbytes:
+            snprintf(detail, size, "buffer %zu has %zu bytes; it needs %s%zu", i, b.nbytes,
+                     "" if c.min_nbytes == c.max_nbytes else "at least ", c.min_nbytes)
+            return 2
+    return 0
+
+
+cdef inline int check_contract(str name, const fjffi_raw_contract *c, Frame *f) except -1:
+    cdef char detail[128]
+    cdef size_t i
+    cdef int problem = contract_problem(c, f, detail, sizeof(detail), &i)
+    if problem == 0:
+        return 0
+    role = f"input {i}" if i < f.n_inputs else f"output {i - f.n_inputs}"
+    if problem == 1:
+        raise UnsupportedDtypeError(code_dtype(f.inputs[i].dtype),
+                                    f"{name}: {role} must be {DTYPE_NAMES[c.dtype]}")
+    need = (f"{c.min_nbytes} bytes" if c.min_nbytes == c.max_nbytes
+            else f"at least {c.min_nbytes} bytes")
+    raise BufferMismatchError(i, c.min_nbytes, f.inputs[i].nbytes, f"{name}: {role} needs {need}")
+
+
+cdef inline int32_t run_kernel(const registry_target *t, Frame *f,
+                               fjffi_context *ctx) noexcept nogil:
+    """Call the kernel; allocates nothing, so it cannot fail on its own.  A
+    target that is not thread-safe is locked by the caller (lock_target)."""
+    cdef int32_t rc
+    cdef size_t i
+    global fjffi_running_target
+    if fjffi_stats_mode:
+        return run_kernel_counted(t, f, ctx)
+    cdef const char *outer = fjffi_running_target
+    fjffi_running_target = t.name
+    if t.api_version == FJFFI_ABI_TYPED:
+        rc = (<fjffi_typed_fn>t.fn)(f.inputs, f.n_inputs, f.outputs, f.n_outputs, ctx)
+    else:
+        for i in range(f.n_inputs + f.n_outputs):
+            f.pointers[i] = f.inputs[i].data  # outputs follow inputs in both arrays
+        rc = (<fjffi_raw_fn>t.fn)(<const uint8_t **>f.pointers, f.n_inputs,
+                                  <uint8_t **>(f.pointers + f.n_inputs), f.n_outputs)
+    fjffi_running_target = outer
+    return rc
+
+
+cdef int32_t run_kernel_counted(const registry_target *t, Frame *f,
+                                fjffi_context *ctx) noexcept nogil:
+    """run_kernel while statistics are on (set_stats): counted, and timed."""
+    cdef bint timed = fjffi_stats_mode == 2
+    cdef uint64_t start = fjffi_stats_now() if timed else 0
+    cdef int32_t rc
+    cdef size_t i
+    global fjffi_running_target
+    cdef const char *outer = fjffi_running_target
+    fjffi_running_target = t.name
+    if t.api_version == FJFFI_ABI_TYPED:
+        rc = (<fjffi_typed_fn>t.fn)(f.inputs, f.n_inputs, f.outputs, f.n_outputs, ctx)
+    else:
+        for i in range(f.n_inputs + f.n_outputs):
+            f.pointers[i] = f.inputs[i].data
+        rc = (<fjffi_raw_fn>t.fn)(<const uint8_t **>f.pointers, f.n_inputs,
+                                  <uint8_t **>(f.pointers + f.n_inputs), f.n_outputs)
+    fjffi_running_target = outer
+    count_call(t, f, rc != 0, fjffi_stats_now() - start if timed else 0)
+    return rc
+
+
+cdef void count_call(const registry_target *t, Frame *f, bint failed,
+                     uint64_t ns) noexcept nogil:
+    cdef size_t i, moved = 0
+    for i in range(f.n_inputs + f.n_outputs):
+        moved += f.inputs[i].nbytes  # outputs follow inputs
+    fjffi_stats_count(t.stats_id, moved, failed, ns)
+
+
+cdef inline int lock_target(str name, const registry_target *t) except -1:
+    """Take a non-thread-safe target's lock, never waiting for it with the
+    GIL held: its holder may need the GIL to finish (a kernel that calls
+    back into Python), which would deadlock the two threads."""
+    cdef pthread_mutex_t *m = &(<registry_target *>t).serial
+    cdef int rc
+    if pthread_mutex_trylock(m) != 0:
+        with nogil:
+            rc = pthread_mutex_lock(m)
+        if rc != 0:  # EDEADLK: this thread is inside the target already
+            raise CallFailedError(name, -1, "a thread_safe=False target cannot be called "
+                                  "again from inside its own call (re-entered on one thread)")
+    return 0
+
+
+cdef inline void unlock_target(const registry_target *t) noexcept nogil:
+    pthread_mutex_unlock(&(<registry_target *>t).serial)
+
+
+cdef inline bint releases_gil(const registry_target *t, size_t moved) noexcept nogil:
+    return t.gil == FJFFI_GIL_RELEASE or (t.gil == FJFFI_GIL_AUTO
+                                          and moved >= <size_t>AUTO_RELEASE_BYTES)
