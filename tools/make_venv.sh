@@ -43,4 +43,6 @@ echo "$root" >"$build.source"
 extras=test
 "$venv/bin/python" -c 'import sys, sysconfig; sys.exit(bool(sysconfig.get_config_var("Py_GIL_DISABLED")))' \
   && extras=test,cffi
-"${pip[@]}" --no-build-isolation -Cbuild-dir="$build" "$@" "$root[$extras]"
+# strict: fjffi's own C is held to -Werror here, as in every check.
+"${pip[@]}" --no-build-isolation -Cbuild-dir="$build" -Csetup-args=-Dstrict=true "$@" \
+  "$root[$extras]"

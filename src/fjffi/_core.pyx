@@ -98,6 +98,20 @@ cdef extern from *:
 
 cdef extern from *:
     """
+    #include <stdatomic.h>
+    /* C API calls between their lookup and their return: while any is,
+     * Registry.retire keeps what it removes (the call holds no reference). */
+    static _Atomic long fjffi_capi_in_flight;
+    static long fjffi_capi_enter(void) { return atomic_fetch_add(&fjffi_capi_in_flight, 1); }
+    static long fjffi_capi_leave(void) { return atomic_fetch_sub(&fjffi_capi_in_flight, 1); }
+    static long fjffi_capi_calls(void) { return atomic_load(&fjffi_capi_in_flight); }
+    """
+    long capi_enter "fjffi_capi_enter"() noexcept nogil
+    long capi_leave "fjffi_capi_leave"() noexcept nogil
+    long capi_calls "fjffi_capi_calls"() noexcept nogil
+
+cdef extern from *:
+    """
     /* npy_intp and int64_t must be one type: shapes are handed to kernels as is. */
     _Static_assert(sizeof(npy_intp) == sizeof(int64_t), "fjffi needs a 64-bit npy_intp");
     _Static_assert(sizeof(Py_ssize_t) == sizeof(int64_t), "fjffi needs a 64-bit Py_ssize_t");

@@ -12,8 +12,9 @@ cdef class Call:
     A call to a named target: ``Call(name).invoke(inputs, outputs)``.
 
     The target is resolved through the registry on every invoke
-    (docs/design.md, invariant 1), so a Call is cheap to keep and never
-    holds a stale target.  guard=True (or, when guard is None, the process
+    (docs/design.md, invariant 1): a Call caches the resolution, checked
+    against the registry's generation, so it never runs a target that was
+    replaced or removed since.  guard=True (or, when guard is None, the process
     default of fjffi.set_guard, first read from FJFFI_GUARD) runs the kernel
     on outputs with guard bytes before and after them, and raises
     BufferOverrunError when a kernel writes outside an output.

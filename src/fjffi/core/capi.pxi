@@ -28,6 +28,19 @@ cdef int32_t c_api_invoke(void *registry_obj, const char *name, size_t name_len,
                           const fjffi_buffer *inputs, size_t n_inputs,
                           const fjffi_buffer *outputs, size_t n_outputs,
                           int32_t *code, char *message, size_t message_size) noexcept nogil:
+    """fjffi_c_api.invoke (fjffi.h).  Counted in flight from before its
+    lookup to its return, so that no target it resolved is released under it."""
+    capi_enter()
+    cdef int32_t rc = capi_invoke(registry_obj, name, name_len, inputs, n_inputs, outputs,
+                                  n_outputs, code, message, message_size)
+    capi_leave()
+    return rc
+
+
+cdef int32_t capi_invoke(void *registry_obj, const char *name, size_t name_len,
+                         const fjffi_buffer *inputs, size_t n_inputs,
+                         const fjffi_buffer *outputs, size_t n_outputs,
+                         int32_t *code, char *message, size_t message_size) noexcept nogil:
     """fjffi_c_api.invoke (fjffi.h): Call.invoke's contract on descriptors,
     with no GIL and no Python object."""
     cdef registry *r = registry_of_object(registry_obj)

@@ -16,9 +16,7 @@ def set_guard(enabled):
     on, and for fjffi.call.  The default comes from the environment variable
     FJFFI_GUARD at import ("1", "true", "yes" or "on" turn it on)."""
     global GUARD_DEFAULT
-    if type(enabled) is not bool:
-        raise TypeError(f"set_guard takes True or False, not {enabled!r}")
-    GUARD_DEFAULT = enabled
+    GUARD_DEFAULT = check_bool("enabled", enabled)
 
 
 def guard_enabled():

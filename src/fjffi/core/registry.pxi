@@ -147,12 +147,16 @@ cdef class Registry:
         return 0
 
     cdef int retire(self, tuple holder) except -1:
-        """A removed or replaced target's holder: a call that resolved it
-        holds its own reference until it returns, taken with the GIL held
-        (the removal holds it too), so the registry's may go now.  Without
-        a GIL that ordering is not given: the registry keeps it."""
-        if FREE_THREADED:
+        """A removed or replaced target's holder: a Python call that resolved
+        it holds its own reference until it returns, taken with the GIL held
+        (the removal holds it too), so the registry's may go now.  Without a
+        GIL that ordering is not given, and a C API call (fjffi_c_api.invoke)
+        holds no reference at all: then the registry keeps it, until no C
+        API call is in flight (with a GIL) or for good (without one)."""
+        if FREE_THREADED or capi_calls() != 0:
             self.retired.append(holder)
+        elif self.retired:
+            self.retired.clear()  # no C API call can be inside any of them now
         return 0
 
     def register(self, name, target, *, api_version=0, gil="auto", thread_safe=True,
