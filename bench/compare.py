@@ -67,16 +67,20 @@ def goal(label: str, value: float | None, limit: float, at_least: bool = False,
             "at_least": at_least, "met": met, "note": note}
 
 
-def measure_cpu(cases: dict, rounds: int, min_time: float, progress=None) -> dict:
+def measure_cpu(cases: dict, rounds: int, min_time: float, progress=None,
+                samples: dict | None = None) -> dict:
     """As fjffi._seedbench.measure, in this thread's CPU time (time.thread_time):
-    time the machine's other load takes from the process is not counted."""
+    time the machine's other load takes from the process is not counted.
+    samples, when given, receives each case's per-round figures."""
     base = cpu_loop_ns()
     timers = {}
     for k, c in cases.items():
         timers[k] = c.timer()
         timers[k].timer = time.thread_time
     numbers = {k: calibrate(t, min_time) for k, t in timers.items()}
-    samples: dict = {k: [] for k in cases}
+    if samples is None:
+        samples = {}
+    samples.update({k: [] for k in cases})
     total = rounds * len(cases)
     for r in range(rounds):
         for i, (k, timer) in enumerate(timers.items()):
@@ -111,7 +115,12 @@ def peers(rounds: int | None = None, quick: bool = False, progress=None) -> dict
     """The peer table: {"rows": [...], "missing": {route: why}, "medians": {...}}."""
     rounds, min_time = peer_settings(quick, rounds)
     cases, missing = routes.peer_cases()
-    timings = measure_cpu(cases, rounds, min_time, progress)
+    # Each call's routes are timed one after the other within a round, so a
+    # ratio taken round by round compares figures seconds apart at most.
+    cases = dict(sorted(cases.items(), key=lambda kv: (routes.CALLS.index(kv[0][0]),
+                                                       routes.ROUTES.index(kv[0][1]))))
+    samples: dict = {}
+    timings = measure_cpu(cases, rounds, min_time, progress, samples)
     rows = []
     for call in routes.CALLS:
         floor = timings.get((call, "floor"))
@@ -126,7 +135,8 @@ def peers(rounds: int | None = None, quick: bool = False, progress=None) -> dict
                                                   ("noop", "cffi_api")), 0.35)]
     return {"rows": rows, "missing": missing, "goals": goals, "loop_ns": cpu_loop_ns(),
             "rounds": rounds, "c_parts": c_parts(quick),
-            "medians": {f"{c}/{r}": t.median_ns for (c, r), t in timings.items()}}
+            "medians": {f"{c}/{r}": t.median_ns for (c, r), t in timings.items()},
+            "samples": {f"{c}/{r}": s for (c, r), s in samples.items()}}
 
 
 def ratio(timings: dict, key, ref) -> float | None:
@@ -284,9 +294,15 @@ def speed_goals(report: dict) -> list:
     goals = []
     if "peers" in report:
         m = report["peers"]["medians"]
+        samples = report["peers"]["samples"]
 
         def over(key, ref):
-            return m[key] / m[ref] if key in m and ref in m else None
+            """The median of the ratios round by round (each round's figures taken
+            moments apart): steadier, under a changing load, than a ratio of medians."""
+            if key not in samples or ref not in samples:
+                return None
+            return statistics.median(a / b for a, b in zip(samples[key], samples[ref],
+                                                            strict=True))
 
         goals += [
             goal("noop Call.invoke / floor", over("noop/fjffi", "noop/floor"), 1.5),
@@ -298,6 +314,7 @@ def speed_goals(report: dict) -> list:
                  over("negate_1k/fjffi", "negate_1k/numpy"), 0.5),
         ]
         peers_1m = {r: m[f"negate_1m/{r}"] for r in routes.PEERS if f"negate_1m/{r}" in m}
+        # The fastest peer by median; the ratio to it round by round.
         fastest = min(peers_1m, key=peers_1m.get) if peers_1m else None
         for route, what in (("fjffi", "built-in"), ("fjffi_waw", "writes_all_outputs")):
             goals.append(goal(f"1M f64 negate, {what} / floor",
@@ -817,8 +834,8 @@ def render(report: dict, load_at_start: str) -> str:
     if report["speed_goals"]:
         parts.append(render_goals(report["speed_goals"], (
             f"Speed goals (fjffi {report['environment']['fjffi']}; ratios in this one "
-            "process, thread CPU time, medians; figures depend on the machine and its "
-            "load):")))
+            "process, thread CPU time, the median of the ratios round by round; figures "
+            "depend on the machine and its load):")))
     return "\n\n".join(parts)
 
 
