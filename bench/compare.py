@@ -68,10 +68,12 @@ def goal(label: str, value: float | None, limit: float, at_least: bool = False,
 
 
 def measure_cpu(cases: dict, rounds: int, min_time: float, progress=None,
-                samples: dict | None = None) -> dict:
+                samples: dict | None = None, order: Callable[[int], list] | None = None
+                ) -> dict:
     """As fjffi._seedbench.measure, in this thread's CPU time (time.thread_time):
     time the machine's other load takes from the process is not counted.
-    samples, when given, receives each case's per-round figures."""
+    samples, when given, receives each case's per-round figures; order(r),
+    when given, is the order of the keys in round r."""
     base = cpu_loop_ns()
     timers = {}
     for k, c in cases.items():
@@ -83,8 +85,8 @@ def measure_cpu(cases: dict, rounds: int, min_time: float, progress=None,
     samples.update({k: [] for k in cases})
     total = rounds * len(cases)
     for r in range(rounds):
-        for i, (k, timer) in enumerate(timers.items()):
-            samples[k].append(timer.timeit(numbers[k]) / numbers[k] * 1e9 - base)
+        for i, k in enumerate(order(r) if order else timers):
+            samples[k].append(timers[k].timeit(numbers[k]) / numbers[k] * 1e9 - base)
             if progress:
                 progress(r * len(cases) + i + 1, total, "/".join(map(str, k)))
     for c in cases.values():
@@ -116,11 +118,22 @@ def peers(rounds: int | None = None, quick: bool = False, progress=None) -> dict
     rounds, min_time = peer_settings(quick, rounds)
     cases, missing = routes.peer_cases()
     # Each call's routes are timed one after the other within a round, so a
-    # ratio taken round by round compares figures seconds apart at most.
-    cases = dict(sorted(cases.items(), key=lambda kv: (routes.CALLS.index(kv[0][0]),
-                                                       routes.ROUTES.index(kv[0][1]))))
+    # ratio taken round by round compares figures seconds apart at most; in an
+    # order shuffled each round, since the first route timed after another
+    # call's runs slower (cold caches and predictors).
+    groups = [[k for k in cases if k[0] == call] for call in routes.CALLS]
+
+    def order(r):
+        shuffle = random.Random(r).shuffle
+        keys = []
+        for group in groups:
+            group = group[:]
+            shuffle(group)
+            keys += group
+        return keys
+
     samples: dict = {}
-    timings = measure_cpu(cases, rounds, min_time, progress, samples)
+    timings = measure_cpu(cases, rounds, min_time, progress, samples, order)
     rows = []
     for call in routes.CALLS:
         floor = timings.get((call, "floor"))
