@@ -111,7 +111,7 @@ def array(inp: Input, dt=None, dims=None) -> np.ndarray:
         return np.array(list(range(count)), dtype=dt).reshape(dims)
     base = np.frombuffer(bytearray(inp.take(count * dt.itemsize * 2 + 1)), dtype=np.uint8)
     layout = inp.int(0, 6)
-    if dt == bool:
+    if dt.kind == "b":
         base = base & 1
     if layout == 1:  # every other element
         arr = base[:count * dt.itemsize * 2].view(dt)[::2]

@@ -3,6 +3,7 @@ compiled _core exists only there, never in the source tree."""
 
 import os
 import pathlib
+import sys
 
 import hypothesis
 import pytest
@@ -29,3 +30,18 @@ def test_registry():
     from fjffi import _testing
 
     return _testing.registry()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """With FJFFI_REQUIRE_NO_GIL set (tools/check.sh, step freethreaded), the
+    run fails if the GIL is on at its end: on a free-threaded Python, one
+    imported extension that does not declare itself safe without a GIL turns
+    it on for the whole process."""
+    if not os.environ.get("FJFFI_REQUIRE_NO_GIL"):
+        return
+    enabled = getattr(sys, "_is_gil_enabled", lambda: True)()
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"FJFFI_REQUIRE_NO_GIL: GIL enabled at the end of the run = {enabled}")
+    if enabled:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

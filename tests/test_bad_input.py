@@ -669,13 +669,13 @@ def run_case(c, reg):
         with pytest.raises(Exception) as info:
             handed.act()
         check_error(c, info.value)
-        for out, before in zip(handed.outputs, before_out):
+        for out, before in zip(handed.outputs, before_out, strict=True):
             after = memory_of(out)
             if c.zeroed:
                 assert after == bytes(len(before)), "outputs must be zeroed"
             else:
                 assert after == before, "outputs must be untouched"
-    for x, before in zip(handed.inputs, before_in):
+    for x, before in zip(handed.inputs, before_in, strict=True):
         assert memory_of(x) == before, "an input changed"
     assert reg.names() == names and len(reg) == count, "the registry changed"
     assert fjffi.targets() == defaults, "the default registry changed"

@@ -73,6 +73,18 @@ def test_buffer_zero_dim_is_zero_size():
     assert np.asarray(buf).shape == (0, 5)
 
 
+def test_empty_bytearray_makes_a_zero_size_buffer_of_any_dtype():
+    # From 3.13 an empty bytearray hands out a static empty string, at an
+    # odd address; no byte of an empty buffer is read, so it is not refused.
+    for dtype in ("float64", "int32", "complex128"):
+        buf = fjffi.Buffer(bytearray(0), (0,), dtype)
+        assert (buf.shape, buf.nbytes, buf.tobytes()) == ((0,), 0, b"")
+    x = fjffi.Buffer(bytearray(0), (0,), "float64")
+    y = np.empty(0)
+    fjffi.Call("negate").invoke((x,), (y,))
+    assert y.shape == (0,)
+
+
 @pytest.mark.parametrize("dtype, size", sorted(ITEMSIZE.items()))
 def test_dtype_size_bytes_all_types(dtype, size):
     assert fjffi.Buffer.zeros((), dtype).nbytes == size

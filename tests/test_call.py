@@ -219,7 +219,8 @@ INVALID_CALLS = {
                                fjffi.UnsupportedDtypeError, ["float128"]),
     "input int past int64": ([2**64], [], fjffi.UnrepresentableValueError, ["int64"]),
     "input str": (["abc"], [], fjffi.UnsupportedDtypeError, ["str"]),
-    "output read-only array": ([], [_ro(np.zeros(2))], fjffi.LayoutError, ["output 0", "read-only"]),
+    "output read-only array": ([], [_ro(np.zeros(2))], fjffi.LayoutError,
+                               ["output 0", "read-only"]),
     "output read-only Buffer": ([], [fjffi.to_buffer(_ro(np.zeros(2)))], fjffi.LayoutError,
                                 ["output 0", "read-only"]),
     "output not contiguous": ([], [np.zeros(4)[::2]], fjffi.LayoutError,
@@ -633,7 +634,7 @@ def test_failed_validation_leaves_outputs_untouched(outs):
     with pytest.raises(fjffi.InvalidBoolByteError):
         fjffi.Call("count_calls", FAILING_REGISTRY).invoke([np.zeros(1), bad], outs)
     assert _testing.call_count() == count
-    for o, b in zip(outs, before):
+    for o, b in zip(outs, before, strict=True):
         assert o.tobytes() == b.tobytes()
 
 

@@ -299,7 +299,8 @@ def test_exception_becomes_call_failed_with_the_original_as_cause(reg):
     assert exc.message == "KeyError: 7"
     assert type(exc.__cause__) is KeyError and exc.__cause__.args == (7,)
     frames = traceback.extract_tb(exc.__cause__.__traceback__)
-    assert frames[-1].name == "broken_callback" and frames[-1].line == "return {}[x.item()]  # KeyError"
+    assert frames[-1].name == "broken_callback"
+    assert frames[-1].line == "return {}[x.item()]  # KeyError"
     assert out == 0.0
 
 

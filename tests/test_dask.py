@@ -21,7 +21,7 @@ pytestmark = pytest.mark.thread_unsafe(reason="one cluster for the module")
 
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
-import fjffi.dask
+import fjffi.dask  # noqa: E402 - only once dask and distributed are known to import
 
 KERNELS_C = pathlib.Path(__file__).parent / "kernels" / "isolate_kernels.c"
 WAIT = 120  # seconds: any result later than this is a failure, not a hang

@@ -88,9 +88,9 @@ def test_e2e_ffi_callback_pipeline():
 def test_integration_register_call_verify():
     reg = _testing.registry(add_f64="add_f64")
     out = fjffi.Buffer.zeros((), "float64")
-    fjffi.Call("add_f64", reg).invoke([fjffi.Buffer(bytearray(np.float64(3.0).tobytes()), (), "float64"),
-                                       fjffi.Buffer(bytearray(np.float64(4.0).tobytes()), (), "float64")],
-                                      [out])
+    inputs = [fjffi.Buffer(bytearray(np.float64(3.0).tobytes()), (), "float64"),
+              fjffi.Buffer(bytearray(np.float64(4.0).tobytes()), (), "float64")]
+    fjffi.Call("add_f64", reg).invoke(inputs, [out])
     assert np.frombuffer(out.tobytes(), np.float64)[0] == 7.0
 
 

@@ -195,7 +195,8 @@ def test_get_and_call_raise_the_same_not_found():
     reg = _testing.registry(b="raw_noop", a="raw_noop")
     via_get = raised(lambda: reg.get("x"))
     via_call = raised(lambda: fjffi.Call("x", reg).invoke([], []))
-    assert (via_get.name, via_get.available) == (via_call.name, via_call.available) == ("x", ["a", "b"])
+    assert ((via_get.name, via_get.available) == (via_call.name, via_call.available)
+            == ("x", ["a", "b"]))
 
 
 def test_unsupported_byte_order_names_it():

@@ -147,7 +147,7 @@ def test_cython_kernel_from_many_threads_matches_serial(consumers, reg):
         t.start()
     for t in pool:
         t.join()
-    assert all(np.array_equal(r, e) for r, e in zip(results, expected))
+    assert all(np.array_equal(r, e) for r, e in zip(results, expected, strict=True))
     assert np.array_equal(expected[3], 4.0 * x)
 
 

@@ -33,7 +33,7 @@ def patterned_outputs(draw, min_size=0):
         out = np.empty(shape, dtype=dtype)
         raw = out.reshape(-1).view(np.uint8)
         pattern = draw(st.binary(min_size=raw.size, max_size=raw.size))
-        raw[:] = np.frombuffer(pattern, dtype=np.uint8) & (1 if dtype == bool else 0xFF)
+        raw[:] = np.frombuffer(pattern, dtype=np.uint8) & (1 if dtype.kind == "b" else 0xFF)
         outputs.append(out)
     return outputs
 

@@ -225,7 +225,8 @@ def test_builtin_large_arrays_match_numpy():
     rng = np.random.default_rng(7)
     for dtype in KERNEL_DTYPES:
         if np.dtype(dtype).kind == "f":
-            a, b = rng.standard_normal(100_003).astype(dtype), rng.standard_normal(100_003).astype(dtype)
+            a = rng.standard_normal(100_003).astype(dtype)
+            b = rng.standard_normal(100_003).astype(dtype)
         else:
             info = np.iinfo(dtype)
             a = rng.integers(info.min, info.max, 100_003, dtype=dtype, endpoint=True)

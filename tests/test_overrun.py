@@ -96,7 +96,7 @@ def test_off_by_one_and_pokes_are_caught_every_time(reg, capsys):
                 name, len(inputs) + index, offset)
             assert isinstance(exc, FfiError) and name in str(exc)
             assert all(not out.view(np.uint8).any() for out in outputs), "outputs not zeroed"
-            assert all(np.array_equal(a, b) for a, b in zip(inputs, before))
+            assert all(np.array_equal(a, b) for a, b in zip(inputs, before, strict=True))
             caught += 1
     with capsys.disabled():
         print(f"\noverruns caught {caught}/{k}")

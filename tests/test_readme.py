@@ -26,6 +26,7 @@ GUIDE = ROOT / "docs" / "guide.md"
 SECTION = "Writing and registering a kernel"
 # The docs that link to each other; each of their relative links must resolve.
 DOCS = [README, GUIDE, ROOT / "docs" / "reference.md", ROOT / "docs" / "design.md",
+        ROOT / "docs" / "interop.md",
         ROOT / "bench" / "README.md", ROOT / "CONTRIBUTING.md"]
 
 # The first line of a file block names the file: /* name.c */, # name.pyx, ...
@@ -66,6 +67,9 @@ def test_section_shows_every_way_of_writing_a_kernel():
 
 
 def test_every_block_runs(tmp_path):
+    # The section shows cffi in both modes; cffi does not build on 3.13t.
+    pytest.importorskip(
+        "cffi", reason="cffi is not installed (it does not build on free-threaded CPython 3.13)")
     files, shell, python = {}, [], []
     for language, code, line in code_blocks():
         name = FILE_NAME.match(code.splitlines()[0]) if code.strip() else None
@@ -116,7 +120,7 @@ def test_opening_example_runs(tmp_path):
     script = tmp_path / "example.py"
     script.write_text(match.group(1))
     done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("negate 4 negate: output 0 shape (3,) does not match")
 

@@ -198,7 +198,7 @@ def test_threads_mixed_operations(tiny_switch_interval):
         t.start()
     for t in threads:
         t.join(DEADLINE_SECONDS)
-    hangs = [w.index for w, t in zip(workers, threads) if t.is_alive() or not w.done]
+    hangs = [w.index for w, t in zip(workers, threads, strict=True) if t.is_alive() or not w.done]
     errors = [e for w in workers for e in w.errors]
     wrong = [e for w in workers for e in w.wrong]
     print(f"\nstress: {THREADS} threads x {OPS} operations: {len(errors)} errors, "

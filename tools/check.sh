@@ -6,12 +6,21 @@
 #   3. stress    32 threads x 10,000 mixed operations (tests/test_stress.py)
 #   4. parallel  the suite under pytest-run-parallel, 4 threads per test
 #   5. soak      1,000,000 calls, RSS and tracemalloc growth bounded
+#   6. freethreaded  the threaded tests, the stress test, the adversarial
+#                suite and python -m fjffi on free-threaded CPython 3.13t
+#                with the GIL off; fails if anything turns the GIL on
+#   7. cfuzz     the C fuzz targets (fuzz/c/run.sh) under libFuzzer, ASan and
+#                UBSan, 60 s each, then their coverage
 #
 #   tools/check.sh [--quick]
 #
+# The interpreter for step 6 is built once by ../shared/tools/free-threaded-
+# python.sh (about 10 minutes) into ~/.cache/fjffi-free-threaded, and reused
+# by every later run on the same machine.
+#
 # --quick trims what only adds repetition, for CI: fewer hypothesis examples
-# under the sanitizers and 2 threads per test under pytest-run-parallel.  The
-# stress and soak sizes stay full: they take seconds.
+# under the sanitizers, 2 threads per test under pytest-run-parallel and
+# 20 s per fuzz target.  The stress and soak sizes stay full: they take seconds.
 #
 # Each step builds what it needs into its own virtualenv under FJFFI_CHECK_DIR
 # (default $TMPDIR/fjffi-check), installing from the package index, so it
@@ -23,7 +32,7 @@ quick=0
 case ${1:-} in
   --quick) quick=1 ;;
   "") ;;
-  -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "usage: $0 [--quick]" >&2; exit 2 ;;
 esac
 
@@ -36,9 +45,11 @@ plain=$work/venv-plain/bin/python
 if [ $quick = 1 ]; then
   export HYPOTHESIS_PROFILE=quick
   parallel_threads=2
+  cfuzz_seconds=20
 else
   export HYPOTHESIS_PROFILE=${HYPOTHESIS_PROFILE:-ci}
   parallel_threads=4
+  cfuzz_seconds=60
 fi
 
 summary=()
@@ -76,14 +87,67 @@ parallel() {
     --ignore="$root/tests/test_stress.py" "$root/tests"
 }
 
-export root work plain parallel_threads
-export -f in_work stress parallel
+# Free-threaded 3.13t, GIL off: the tests that run threads, the stress test
+# (fewer operations: only the races matter here) and the adversarial suite.
+# The conftest fails a run with FJFFI_REQUIRE_NO_GIL set if the GIL is on at
+# its end.  With PYTHON_GIL=0 nothing can turn it on, so the extensions'
+# declarations are checked in a second part without it: test_extending
+# builds and imports the test consumers, and python -m fjffi imports fjffi,
+# and an undeclared extension's RuntimeWarning is an error.
+freethreaded() {
+  local py rc=0
+  py=$(bash "$root/../shared/tools/free-threaded-python.sh" | tail -1) || return 1
+  "$py" -m pip install -q --disable-pip-version-check --no-build-isolation \
+    -Cbuild-dir="$work/build-ft" "$root[test]" || return 1
+  local pytest=("$py" -W error::RuntimeWarning -m pytest -p no:cacheprovider -q)
+  echo "--- GIL off (PYTHON_GIL=0)"
+  PYTHON_GIL=0 FJFFI_REQUIRE_NO_GIL=1 in_work "${pytest[@]}" "$root/tests/test_threads.py" \
+    "$root/tests/test_freethreading.py" "$root/tests/adversarial" || rc=1
+  PYTHON_GIL=0 FJFFI_REQUIRE_NO_GIL=1 FJFFI_STRESS_OPS=2000 in_work "${pytest[@]}" -s -m slow \
+    "$root/tests/test_stress.py" || rc=1
+  PYTHON_GIL=0 in_work "$py" -W error::RuntimeWarning -m fjffi --no-bench || rc=1
+  echo "--- GIL setting left to the extensions (no PYTHON_GIL)"
+  (unset PYTHON_GIL
+   FJFFI_REQUIRE_NO_GIL=1 in_work "${pytest[@]}" "$root/tests/test_extending.py" \
+     "$root/tests/test_freethreading.py" || exit 1
+   in_work "$py" -W error::RuntimeWarning -c 'import sys
+from fjffi.__main__ import main
+rc = main(["--no-bench"])
+print("python -m fjffi --no-bench: GIL enabled at the end =", sys._is_gil_enabled())
+sys.exit(rc or sys._is_gil_enabled())') || rc=1
+  return $rc
+}
+
+# libFuzzer comes with clang (Debian: clang, libclang-rt-N-dev) and
+# llvm-profdata/llvm-cov with llvm; CI is a fresh Debian machine run as root,
+# so they are installed there when missing.  The corpus is only read
+# (--no-update): growing it is done by hand with fuzz/c/run.sh.
+have_libfuzzer() {
+  echo 'int LLVMFuzzerTestOneInput(const char *d, long n) { (void)d; (void)n; return 0; }' \
+    | clang -fsanitize=fuzzer -x c - -o "$work/cfuzz-probe" 2>/dev/null \
+    && command -v "llvm-cov-$(clang -dumpversion | cut -d. -f1)" >/dev/null
+}
+cfuzz() {
+  if ! have_libfuzzer; then
+    if [ "$(id -u)" != 0 ]; then
+      echo "cfuzz: clang with libFuzzer and llvm are missing; apt-get install clang llvm"
+      return 1
+    fi
+    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y clang llvm || return 1
+  fi
+  FJFFI_FUZZ_BUILD="$work/cfuzz" "$root/fuzz/c/run.sh" --no-update "$cfuzz_seconds"
+}
+
+export root work plain parallel_threads cfuzz_seconds
+export -f in_work stress parallel freethreaded have_libfuzzer cfuzz
 step build 15 "$root/tools/make_venv.sh" "$work/venv-plain" "$work/build-plain"
 step asan 40 "$root/tools/sanitize.sh" asan
 step tsan 20 "$root/tools/sanitize.sh" tsan
 step stress 10 stress
 step parallel 20 parallel
 step soak 10 in_work "$plain" "$root/tools/soak.py" --calls 1000000
+step freethreaded 30 freethreaded
+step cfuzz 15 cfuzz
 
 echo
 echo "=== summary ($([ $quick = 1 ] && echo quick || echo full); logs in $work/logs)"

@@ -39,4 +39,8 @@ if [ -d "$build" ] && [ "$(cat "$build.source" 2>/dev/null)" != "$root" ]; then
 fi
 mkdir -p "$(dirname "$build")"
 echo "$root" >"$build.source"
-"${pip[@]}" --no-build-isolation -Cbuild-dir="$build" "$@" "$root[test]"
+# cffi (extra 'cffi') builds everywhere but on a free-threaded 3.13.
+extras=test
+"$venv/bin/python" -c 'import sys, sysconfig; sys.exit(bool(sysconfig.get_config_var("Py_GIL_DISABLED")))' \
+  && extras=test,cffi
+"${pip[@]}" --no-build-isolation -Cbuild-dir="$build" "$@" "$root[$extras]"

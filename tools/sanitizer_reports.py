@@ -37,7 +37,8 @@ def asan(logdir):
     print(f"ASan reports: {asan_errors}; UBSan reports: {ub_errors}; report files: {len(files)}")
     status = 1 if files else 0
     canary = [f for f in logdir.glob("canary.*")
-              if re.search(r"heap-buffer-overflow(.|\n)*in off_by_one", f.read_text(errors="replace"))]
+              if re.search(r"heap-buffer-overflow(.|\n)*in off_by_one",
+                           f.read_text(errors="replace"))]
     if canary:
         print("ASan canary: the off_by_one kernel's overrun was reported, so ASan sees kernels")
     else:
@@ -52,7 +53,8 @@ def tsan_warnings(files):
     for f in files:
         for chunk in f.read_text(errors="replace").split(SEPARATOR):
             if "WARNING: ThreadSanitizer" in chunk:
-                head = next(l for l in chunk.splitlines() if "WARNING: ThreadSanitizer" in l)
+                head = next(line for line in chunk.splitlines()
+                            if "WARNING: ThreadSanitizer" in line)
                 yield head.strip(), chunk.strip()
 
 
@@ -68,14 +70,16 @@ def tsan(logdir):
     ours, theirs = [], []
     for head, text in tsan_warnings(files):
         (ours if FJFFI_FRAME.search(text) else theirs).append((head, text))
-    for head, text in ours:
+    for _head, text in ours:
         print("--- TSan warning in fjffi code")
         show(text)
     for head, text in theirs:
-        frame = next((l.strip() for l in text.splitlines() if l.strip().startswith("#0")), "")
+        frame = next((line.strip() for line in text.splitlines()
+                      if line.strip().startswith("#0")), "")
         print(f"--- TSan warning outside fjffi (not failed): {head} at {frame}")
     suppressed = sum(int(n) for f in files
-                     for n in re.findall(r"^\s*(\d+) \S+:", f.read_text(errors="replace"), re.MULTILINE))
+                     for n in re.findall(r"^\s*(\d+) \S+:", f.read_text(errors="replace"),
+                                         re.MULTILINE))
     print(f"TSan warnings in fjffi code: {len(ours)}; outside fjffi: {len(theirs)}; "
           f"suppressed: {suppressed}")
     if ours:

@@ -7,6 +7,7 @@ released, from many threads at once.
 
 import os as _os
 
+from fjffi._callbacks import PurityConfig
 from fjffi._core import (
     Buffer,
     Call,
@@ -16,11 +17,13 @@ from fjffi._core import (
     from_buffer,
     guard_enabled,
     set_guard,
+    set_stats,
+    stats_enabled,
     to_buffer,
 )
-from fjffi._callbacks import PurityConfig
 from fjffi._spec import KernelSpec, spec
 from fjffi._targets import Target
+from fjffi._version import __version__
 from fjffi.errors import (
     BufferMismatchError,
     BufferOverrunError,
@@ -38,20 +41,25 @@ from fjffi.errors import (
     UnsupportedDtypeError,
 )
 
-from fjffi._version import __version__
 
-
-def register(name, target, *, api_version=0, gil="auto", thread_safe=True, keep_alive=None):
+def register(name, target, *, api_version=0, gil="auto", thread_safe=True, keep_alive=None,
+             writes_all_outputs=False, replace=False):
     """Register a C function in the default registry (see Registry.register)."""
     return default_registry.register(
         name, target, api_version=api_version, gil=gil, thread_safe=thread_safe,
-        keep_alive=keep_alive,
+        keep_alive=keep_alive, writes_all_outputs=writes_all_outputs, replace=replace,
     )
 
 
-def register_callback(name, fn, *, flavor="pure", purity=None):
+def unregister(name):
+    """Remove a target from the default registry (see Registry.unregister)."""
+    default_registry.unregister(name)
+
+
+def register_callback(name, fn, *, flavor="pure", purity=None, replace=False):
     """Register a Python callable in the default registry (see Registry.register_callback)."""
-    return default_registry.register_callback(name, fn, flavor=flavor, purity=purity)
+    return default_registry.register_callback(name, fn, flavor=flavor, purity=purity,
+                                              replace=replace)
 
 
 def register_isolated(name_or_spec, *, name=None, timeout=None, workers=1, registry=None):
@@ -78,7 +86,8 @@ def get_include():
 __all__ = [
     "Buffer", "Call", "KernelSpec", "PurityConfig", "Registry", "Target", "call",
     "default_registry", "from_buffer", "get_include", "guard_enabled", "register",
-    "register_callback", "register_isolated", "set_guard", "spec", "targets", "to_buffer",
+    "register_callback", "register_isolated", "set_guard", "set_stats", "spec", "stats_enabled",
+    "targets", "to_buffer", "unregister",
     "__version__",
     "FfiError", "TargetNotFoundError", "DuplicateTargetError", "NullPointerError",
     "BufferMismatchError", "InvalidBoolByteError", "UnsupportedDtypeError",

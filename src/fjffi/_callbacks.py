@@ -128,7 +128,7 @@ def first_difference(first: tuple, second: tuple) -> str | None:
     """Where two result tuples differ in any bit, or None."""
     if len(first) != len(second):
         return f"{len(first)} results, then {len(second)}"
-    for i, (a, b) in enumerate(zip(first, second)):
+    for i, (a, b) in enumerate(zip(first, second, strict=True)):
         a, b = np.asarray(a), np.asarray(b)
         if a.dtype != b.dtype or a.shape != b.shape:
             return f"output {i}: {a.dtype}{a.shape}, then {b.dtype}{b.shape}"

@@ -38,7 +38,7 @@ from cpython.pycapsule cimport (
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t, uintptr_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
 from libc.stdlib cimport calloc, malloc, free
 from libc.stdio cimport snprintf
 from libc.string cimport memset, memcpy, memchr
@@ -102,6 +102,26 @@ cdef extern from *:
     _Static_assert(sizeof(Py_ssize_t) == sizeof(int64_t), "fjffi needs a 64-bit Py_ssize_t");
     """
 
+cdef extern from *:
+    """
+    /* Without a GIL two threads may run one object's __init__ at once: the
+     * first to claim it initialises it, the other is refused.  A field that
+     * marks an object complete is stored last, with release order, so a
+     * thread that sees it set sees every field before it. */
+    static inline int fjffi_claim(int *flag) {
+        return __atomic_exchange_n(flag, 1, __ATOMIC_ACQ_REL) == 0;
+    }
+    static inline void fjffi_publish_ptr(const char **slot, const char *value) {
+        __atomic_store_n(slot, value, __ATOMIC_RELEASE);
+    }
+    static inline void fjffi_publish_int(int *slot, int value) {
+        __atomic_store_n(slot, value, __ATOMIC_RELEASE);
+    }
+    """
+    bint fjffi_claim(int *flag) noexcept nogil
+    void fjffi_publish_ptr(const char **slot, const char *value) noexcept nogil
+    void fjffi_publish_int(int *slot, int value) noexcept nogil
+
 cnp.import_array()
 
 include "core/dtypes.pxi"
@@ -109,6 +129,7 @@ include "core/buffer.pxi"
 include "core/marshal.pxi"
 include "core/registry.pxi"
 include "core/call.pxi"
+include "core/dlpack.pxi"
 include "core/guard.pxi"
 include "core/callbacks.pxi"
 

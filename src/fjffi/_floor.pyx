@@ -31,8 +31,8 @@ cdef extern from "kernels_impl.h" nogil:
     int32_t fjffi_kernel_double_f64(const uint8_t *const *inputs, size_t n_inputs,
                                     uint8_t *const *outputs, size_t n_outputs)
     int32_t fjffi_kernel_negate_trusted(const fjffi_buffer *inputs, size_t n_inputs,
-                                const fjffi_buffer *outputs, size_t n_outputs,
-                                fjffi_context *ctx)
+                                        const fjffi_buffer *outputs, size_t n_outputs,
+                                        fjffi_context *ctx)
 
 from fjffi._registry cimport registry, registry_get, registry_hash
 

@@ -222,7 +222,8 @@ class Worker:
             offset += -(-arr.nbytes // ALIGN) * ALIGN
         self.ensure_segment(offset)
         buf = self.segment.buf
-        for arr, (start, dtype, shape) in zip(inputs, layout):
+        # layout goes on past the inputs with the outputs, written back below.
+        for arr, (start, dtype, shape) in zip(inputs, layout, strict=False):
             np.ndarray(shape, dtype, buffer=buf, offset=start)[...] = arr
         name = None if self.segment_sent else self.segment.name
         n = len(inputs)
@@ -248,7 +249,7 @@ class Worker:
             raise TargetCrashedError(self.public_name, None, status)
         if reply:
             raise pickle.loads(reply)
-        for arr, (start, dtype, shape) in zip(outputs, layout[n:]):
+        for arr, (start, dtype, shape) in zip(outputs, layout[n:], strict=True):
             arr[...] = np.ndarray(shape, dtype, buffer=buf, offset=start)
 
 

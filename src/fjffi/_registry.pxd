@@ -1,7 +1,7 @@
 # The registry of src/registry.h, declared once for the extensions built
 # with fjffi (_core and the benchmarks' _floor); not installed.
 
-from libc.stdint cimport int32_t, uint64_t
+from libc.stdint cimport int32_t, uint32_t, uint64_t
 
 cdef extern from "registry.h" nogil:
     ctypedef struct pthread_mutex_t:
@@ -16,6 +16,7 @@ cdef extern from "registry.h" nogil:
         int32_t thread_safe
         int32_t is_callback
         int32_t writes_all_outputs
+        uint32_t stats_id
         const void *contract
         pthread_mutex_t serial
         void *record
@@ -31,3 +32,12 @@ cdef extern from "registry.h" nogil:
         uint64_t seq
     const registry_target *registry_cached_get(registry *r, registry_cache *c, const char *name,
                                                size_t len, uint64_t hash)
+
+cdef extern from "stats.h" nogil:
+    ctypedef struct fjffi_counts:
+        uint64_t calls, failures, bytes, kernel_ns
+    int fjffi_stats_mode
+    void set_stats_mode "atomic_store"(int *mode, int value)
+    void fjffi_stats_count(uint32_t id, uint64_t bytes, int failed, uint64_t kernel_ns)
+    void fjffi_stats_read(uint32_t id, fjffi_counts *out)
+    uint64_t fjffi_stats_now()

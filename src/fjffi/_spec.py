@@ -370,13 +370,22 @@ def library_symbol(address: int) -> tuple[str, str]:
     return path, symbol
 
 
-def capsule_pointer(capsule) -> int:
+@functools.cache
+def capsule_functions():
+    """PyCapsule_GetName and PyCapsule_GetPointer with their signatures, made
+    once: setting argtypes on the shared ctypes.pythonapi functions on every
+    call would race with other threads calling them (and change them for
+    every other user of ctypes.pythonapi)."""
     api = ctypes.pythonapi
-    api.PyCapsule_GetName.restype = ctypes.c_char_p
-    api.PyCapsule_GetName.argtypes = [ctypes.py_object]
-    api.PyCapsule_GetPointer.restype = ctypes.c_void_p
-    api.PyCapsule_GetPointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
-    return api.PyCapsule_GetPointer(capsule, api.PyCapsule_GetName(capsule)) or 0
+    get_name = ctypes.PYFUNCTYPE(ctypes.c_char_p, ctypes.py_object)(("PyCapsule_GetName", api))
+    get_pointer = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object, ctypes.c_char_p)(
+        ("PyCapsule_GetPointer", api))
+    return get_name, get_pointer
+
+
+def capsule_pointer(capsule) -> int:
+    get_name, get_pointer = capsule_functions()
+    return get_pointer(capsule, get_name(capsule)) or 0
 
 
 def module_holding(obj) -> tuple[str, str] | None:

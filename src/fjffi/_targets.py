@@ -184,7 +184,7 @@ def cffi_address(name: str, source, api_version: int) -> tuple[int, str, Any]:
     kinds = ARG_KINDS[api_version]
     ok = (ctype.result.kind == "primitive" and ctype.result.cname in CFFI_INT32
           and not ctype.ellipsis and len(ctype.args) == len(kinds))
-    for arg, kind in zip(ctype.args, kinds) if ok else ():
+    for arg, kind in zip(ctype.args, kinds, strict=True) if ok else ():
         if kind == "p":
             ok = ok and arg.kind == "pointer"
         else:

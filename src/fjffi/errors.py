@@ -22,6 +22,7 @@ __all__ = [
     "BufferOverrunError",
     "TargetCrashedError",
     "TargetTimeoutError",
+    "TransformError",
 ]
 
 
@@ -113,7 +114,8 @@ class InvalidBoolByteError(FfiError, ValueError):
         )
 
     def __reduce__(self):
-        return (type(self), (self.buffer_index, self.byte_index, self.value, self.where), self.__dict__)
+        return (type(self), (self.buffer_index, self.byte_index, self.value, self.where),
+                self.__dict__)
 
 
 class UnsupportedDtypeError(FfiError, TypeError):
@@ -245,3 +247,15 @@ def signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return "unknown signal"
+
+
+class TransformError(FfiError, NotImplementedError):
+    """A JAX transform (grad, jvp, vjp, vmap) of a target that does not
+    support it: fjffi targets are opaque to transforms unless they declare
+    how they batch."""
+
+    def __init__(self, target: str, transform: str, detail: str = ""):
+        self.target = target
+        self.transform = transform
+        super().__init__(f"fjffi target {target!r} does not support {transform}"
+                         + (f": {detail}" if detail else ""))

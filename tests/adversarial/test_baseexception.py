@@ -198,7 +198,8 @@ def test_failure_with_verify_idempotency_on_second_run(exc_name):
         return x
 
     r.register_callback("cb", cb, purity=fjffi.PurityConfig.strict())
-    with pytest.raises(BaseException):
+    # Which exception comes out depends on exc_name; the outputs are what is checked.
+    with pytest.raises(BaseException):  # noqa: B017
         fjffi.Call("cb", r).invoke((np.ones(3),), (out,))
     assert (out == 0).all()
 

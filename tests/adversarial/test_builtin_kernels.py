@@ -33,25 +33,39 @@ r = fjffi.Registry(); r.register_builtins()
 
 RAW_CASES = {
     # name: (target, inputs, (output nbytes, output dtype), expected error classes)
-    "copy_out_1_byte": ("copy", "(np.full(8, 7, np.uint8),)", (1, "np.uint8"), "E.BufferMismatchError"),
-    "copy_out_7_bytes": ("copy", "(np.full(8, 7, np.uint8),)", (7, "np.uint8"), "E.BufferMismatchError"),
-    "copy_out_0_bytes": ("copy", "(np.full(8, 7, np.uint8),)", (0, "np.uint8"), "E.BufferMismatchError"),
-    "copy_in_1_byte": ("copy", "(np.full(1, 7, np.uint8),)", (8, "np.uint8"), "E.BufferMismatchError"),
+    "copy_out_1_byte": ("copy", "(np.full(8, 7, np.uint8),)", (1, "np.uint8"),
+                        "E.BufferMismatchError"),
+    "copy_out_7_bytes": ("copy", "(np.full(8, 7, np.uint8),)", (7, "np.uint8"),
+                         "E.BufferMismatchError"),
+    "copy_out_0_bytes": ("copy", "(np.full(8, 7, np.uint8),)", (0, "np.uint8"),
+                         "E.BufferMismatchError"),
+    "copy_in_1_byte": ("copy", "(np.full(1, 7, np.uint8),)", (8, "np.uint8"),
+                       "E.BufferMismatchError"),
     "copy_in_py_bool": ("copy", "(True,)", (8, "np.uint8"), "E.BufferMismatchError"),
     "copy_in_float32": ("copy", "(np.float32(1),)", (8, "np.uint8"), "E.BufferMismatchError"),
     "copy_in_empty": ("copy", "(np.zeros(0),)", (8, "np.uint8"), "E.BufferMismatchError"),
     "copy_no_input": ("copy", "()", (8, "np.uint8"), "(E.CallFailedError, E.BufferMismatchError)"),
-    "double_out_float32": ("double_f64", "(2.0,)", (4, "np.float32"), "(E.UnsupportedDtypeError, E.BufferMismatchError)"),
-    "double_out_int32": ("double_f64", "(2.0,)", (4, "np.int32"), "(E.UnsupportedDtypeError, E.BufferMismatchError)"),
-    "double_out_uint8": ("double_f64", "(2.0,)", (1, "np.uint8"), "(E.UnsupportedDtypeError, E.BufferMismatchError)"),
+    "double_out_float32": ("double_f64", "(2.0,)", (4, "np.float32"),
+                           "(E.UnsupportedDtypeError, E.BufferMismatchError)"),
+    "double_out_int32": ("double_f64", "(2.0,)", (4, "np.int32"),
+                         "(E.UnsupportedDtypeError, E.BufferMismatchError)"),
+    "double_out_uint8": ("double_f64", "(2.0,)", (1, "np.uint8"),
+                         "(E.UnsupportedDtypeError, E.BufferMismatchError)"),
     "double_out_int64": ("double_f64", "(2.0,)", (8, "np.int64"), "E.UnsupportedDtypeError"),
-    "double_out_2_elements": ("double_f64", "(2.0,)", (16, "np.float64"), "(E.UnsupportedDtypeError, E.BufferMismatchError)"),
-    "double_out_empty": ("double_f64", "(2.0,)", (0, "np.float64"), "(E.UnsupportedDtypeError, E.BufferMismatchError)"),
-    "double_in_float32": ("double_f64", "(np.float32(2),)", (8, "np.float64"), "(E.UnsupportedDtypeError, E.BufferMismatchError)"),
-    "double_in_int64": ("double_f64", "(2,)", (8, "np.float64"), "(E.UnsupportedDtypeError, E.BufferMismatchError)"),
-    "double_in_bool": ("double_f64", "(True,)", (8, "np.float64"), "(E.UnsupportedDtypeError, E.BufferMismatchError)"),
-    "double_in_2_elements": ("double_f64", "(np.ones(2),)", (8, "np.float64"), "(E.UnsupportedDtypeError, E.BufferMismatchError)"),
-    "double_no_input": ("double_f64", "()", (8, "np.float64"), "(E.CallFailedError, E.BufferMismatchError)"),
+    "double_out_2_elements": ("double_f64", "(2.0,)", (16, "np.float64"),
+                              "(E.UnsupportedDtypeError, E.BufferMismatchError)"),
+    "double_out_empty": ("double_f64", "(2.0,)", (0, "np.float64"),
+                         "(E.UnsupportedDtypeError, E.BufferMismatchError)"),
+    "double_in_float32": ("double_f64", "(np.float32(2),)", (8, "np.float64"),
+                          "(E.UnsupportedDtypeError, E.BufferMismatchError)"),
+    "double_in_int64": ("double_f64", "(2,)", (8, "np.float64"),
+                        "(E.UnsupportedDtypeError, E.BufferMismatchError)"),
+    "double_in_bool": ("double_f64", "(True,)", (8, "np.float64"),
+                       "(E.UnsupportedDtypeError, E.BufferMismatchError)"),
+    "double_in_2_elements": ("double_f64", "(np.ones(2),)", (8, "np.float64"),
+                             "(E.UnsupportedDtypeError, E.BufferMismatchError)"),
+    "double_no_input": ("double_f64", "()", (8, "np.float64"),
+                        "(E.CallFailedError, E.BufferMismatchError)"),
 }
 
 SNIPPETS = {
@@ -99,7 +113,8 @@ def test_copy_wrong_size_error_fields():
     with pytest.raises(E.BufferMismatchError) as info:
         # the other 15 bytes of backing are the victim of an unchecked copy
         fjffi.Call("copy", r).invoke((np.full(8, 7, np.uint8),), (backing[:1],))
-    assert (info.value.buffer_index, info.value.expected_bytes, info.value.actual_bytes) == (1, 8, 1)
+    value = info.value
+    assert (value.buffer_index, value.expected_bytes, value.actual_bytes) == (1, 8, 1)
     assert (backing == 3).all()
 
 

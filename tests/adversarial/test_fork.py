@@ -182,12 +182,14 @@ def cb(x):
             lambda: (fjffi.call("t", (np.ones(2),), (np.zeros(2),), registry=r), 0)[1])
     return x
 r.register_callback("t", cb, flavor="io")
-w = threading.Thread(target=lambda: (time.sleep(0.05), fjffi.call("t", (np.ones(2),), (np.zeros(2),), registry=r)))
+w = threading.Thread(target=lambda: (time.sleep(0.05),
+                                     fjffi.call("t", (np.ones(2),), (np.zeros(2),), registry=r)))
 w.start()
 """,
 }
 RUN_FROM_INSIDE = """
-fjffi.Call("t", r).invoke(*( ((), ()) if "kernel" in {case!r} else ((np.ones(2),), (np.zeros(2),)) ))
+fjffi.Call("t", r).invoke(*( ((), ()) if "kernel" in {case!r}
+                             else ((np.ones(2),), (np.zeros(2),)) ))
 print("ok" if state.get("code") == 0 else f"child exit code {{state.get('code')}}")
 """
 

@@ -36,7 +36,7 @@ def underrun_snippets(lib):
     out = {}
     for size in (0, 1, 8, 4096):
         for n_out, n_in in ((1, 0), (2, 1), (12, 9)):
-            inputs = "".join(f"np.zeros(2), " for _ in range(n_in))
+            inputs = "".join("np.zeros(2), " for _ in range(n_in))
             out[f"size{size}-out{n_out}-in{n_in}"] = UNDERRUN.format(
                 lib=lib, size=size, n_out=n_out, n_in=n_in, inputs=inputs, rounds=50)
     return out

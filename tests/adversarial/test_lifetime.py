@@ -3,7 +3,6 @@ by another thread while calls run, registries dropped while Calls on them
 live."""
 
 import gc
-import threading
 
 import numpy as np
 import pytest

@@ -6,6 +6,7 @@ prints every thread's stack, so a hang fails fast and says where."""
 
 import ctypes
 import itertools
+import sys
 import threading
 
 import numpy as np
@@ -14,6 +15,10 @@ import pytest
 import fjffi
 
 from .helpers import assert_clean, run_snippets
+
+# Without a GIL (free-threaded CPython, PYTHON_GIL=0) gil="hold" serialises
+# nothing: only thread_safe=False does (docs/reference.md, "Without a GIL").
+GIL_ENABLED = getattr(sys, "_is_gil_enabled", lambda: True)()
 
 HANG_AFTER = 12  # seconds; every case takes well under 2 s when it works
 
@@ -176,6 +181,8 @@ def probe_lib(kernels_lib):
 
 
 @pytest.mark.thread_unsafe(reason="the probe kernel's counters are process-global")
+@pytest.mark.skipif(not GIL_ENABLED, reason="without a GIL, gil='hold' serialises nothing: "
+                    "test_probe_sees_overlap checks that calls under 'hold' overlap there")
 @pytest.mark.parametrize("guard", [False, True])
 def test_gil_hold_is_honoured(probe_lib, guard):
     """gil="hold" runs the kernel with the GIL held, guard mode or not: two
@@ -203,14 +210,16 @@ def test_gil_hold_is_honoured(probe_lib, guard):
 
 
 @pytest.mark.thread_unsafe(reason="the probe kernel's counters are process-global")
-def test_probe_sees_overlap_when_released(probe_lib):
+@pytest.mark.parametrize("gil", ["release"] + ([] if GIL_ENABLED else ["hold"]))
+def test_probe_sees_overlap(probe_lib, gil):
     """The control of the test above: with the GIL released, the same calls do
-    overlap, so a peak of 1 under "hold" means something."""
+    overlap, so a peak of 1 under "hold" means something.  Without a GIL
+    they overlap under "hold" too."""
     fn = probe_lib["user_probe"]
     fn.restype = ctypes.c_int32
     fn.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t)
     r = fjffi.Registry()
-    r.register("probe", fn, gil="release", thread_safe=True)
+    r.register("probe", fn, gil=gil, thread_safe=True)
     c = fjffi.Call("probe", r)
     peaks = []
     barrier = threading.Barrier(2)

@@ -51,9 +51,14 @@ cdef tuple normalize_shape(object shape, Py_ssize_t actual=0):
     return dims
 
 
+# no_gc_clear: Cython's tp_clear would drop view.obj without releasing the
+# view, freeing an exporter (a bytearray) that still counts the export; the
+# free-threaded build's final collection at exit runs it on a live Buffer.
 @cython.final
+@cython.no_gc_clear
 cdef class Buffer:
     """Buffer(data, shape, dtype)
+--
 
     A validated, C-contiguous, aligned block of memory with a shape and dtype.
 
@@ -70,7 +75,8 @@ cdef class Buffer:
     cdef object owner          # keeps the memory alive
     cdef Py_buffer view
     cdef bint has_view
-    cdef bint ready            # set once, by setup(); never cleared
+    cdef int ready             # set once, by setup(); never cleared
+    cdef int claimed           # set by the one __init__ that may fill the fields
     cdef void *alloc           # memory this Buffer allocated itself
     cdef char *data
     cdef Py_ssize_t nbytes_
@@ -98,7 +104,9 @@ cdef class Buffer:
         cdef tuple dims
         cdef Py_ssize_t expected
         # A second __init__ would release the memory under live views.
-        if self.ready or self.has_view:
+        # Claimed atomically: two first __init__s at once (possible without
+        # a GIL) would both fill self.view.
+        if self.ready or not fjffi_claim(&self.claimed):
             raise TypeError("fjffi.Buffer.__init__ may be called only once")
         code = dtype_code(dtype)
         get_buffer(data, &self.view, &self.readonly)
@@ -146,7 +154,7 @@ cdef class Buffer:
         self.nbytes_ = nbytes
         self.code = code
         self.ndim_ = <int>ndim
-        self.ready = True
+        fjffi_publish_int(&self.ready, 1)  # last: a thread that sees ready sees the rest
         return 0
 
     cdef inline int check_ready(self) except -1:

@@ -159,6 +159,8 @@ cdef inline int32_t run_kernel(const registry_target *t, Frame *f,
     cdef int32_t rc
     cdef size_t i
     global fjffi_running_target
+    if fjffi_stats_mode:
+        return run_kernel_counted(t, f, ctx)
     cdef const char *outer = fjffi_running_target
     fjffi_running_target = t.name
     if t.api_version == FJFFI_ABI_TYPED:
@@ -170,6 +172,36 @@ cdef inline int32_t run_kernel(const registry_target *t, Frame *f,
                                   <uint8_t **>(f.pointers + f.n_inputs), f.n_outputs)
     fjffi_running_target = outer
     return rc
+
+
+cdef int32_t run_kernel_counted(const registry_target *t, Frame *f,
+                                fjffi_context *ctx) noexcept nogil:
+    """run_kernel while statistics are on (set_stats): counted, and timed."""
+    cdef bint timed = fjffi_stats_mode == 2
+    cdef uint64_t start = fjffi_stats_now() if timed else 0
+    cdef int32_t rc
+    cdef size_t i
+    global fjffi_running_target
+    cdef const char *outer = fjffi_running_target
+    fjffi_running_target = t.name
+    if t.api_version == FJFFI_ABI_TYPED:
+        rc = (<fjffi_typed_fn>t.fn)(f.inputs, f.n_inputs, f.outputs, f.n_outputs, ctx)
+    else:
+        for i in range(f.n_inputs + f.n_outputs):
+            f.pointers[i] = f.inputs[i].data
+        rc = (<fjffi_raw_fn>t.fn)(<const uint8_t **>f.pointers, f.n_inputs,
+                                  <uint8_t **>(f.pointers + f.n_inputs), f.n_outputs)
+    fjffi_running_target = outer
+    count_call(t, f, rc != 0, fjffi_stats_now() - start if timed else 0)
+    return rc
+
+
+cdef void count_call(const registry_target *t, Frame *f, bint failed,
+                     uint64_t ns) noexcept nogil:
+    cdef size_t i, moved = 0
+    for i in range(f.n_inputs + f.n_outputs):
+        moved += f.inputs[i].nbytes  # outputs follow inputs
+    fjffi_stats_count(t.stats_id, moved, failed, ns)
 
 
 cdef inline int lock_target(str name, const registry_target *t) except -1:
@@ -203,7 +235,7 @@ def rebuild_call(str name, Registry registry, guard):
 
 cdef class Call:
     """Call(name, registry=None, *, guard=None)
-    --
+--
 
     A call to a named target: ``Call(name).invoke(inputs, outputs)``.
 
@@ -227,6 +259,7 @@ cdef class Call:
     cdef const char *cname
     cdef Py_ssize_t clen
     cdef uint64_t hash
+    cdef int claimed  # set by the one __init__ that fills the fields
     cdef registry_cache cache  # the last resolution; all zero (empty) from tp_alloc
 
     def __cinit__(self):
@@ -240,12 +273,16 @@ cdef class Call:
         check_name(name, &cname, &clen)
         if guard is not None:
             guard = check_bool("guard", guard)
+        # Checked above, claimed here: of two first __init__s at once
+        # (possible without a GIL), one fills the fields, the other is refused.
+        if not fjffi_claim(&self.claimed):
+            raise TypeError("fjffi.Call.__init__ may be called only once")
         self.name = name  # holds the str whose UTF-8 cname points into
         self.hash = registry_hash(cname, clen)
         self.clen = clen
         self.registry = default_registry if registry is None else registry
         self.guard = GUARD_DEFAULT if guard is None else guard
-        self.cname = cname  # last: a Call with cname set is complete
+        fjffi_publish_ptr(&self.cname, cname)  # last: a Call with cname set is complete
 
     def __repr__(self):
         if self.cname == NULL:
@@ -333,18 +370,31 @@ cdef inline int run(str name, bint guard, bint unscrubbed, const registry_target
     cdef int32_t rc
     cdef size_t moved = 0
     cdef list converted = None
+    cdef list unpinned = None
 
     for i in range(f.n_inputs):
         obj = inputs[i]
         if (describe_buffer(obj, &f.inputs[i]) < 0
                 and describe_scalar(obj, &f.inputs[i], f.scalars + 2 * i) < 0):
-            # Slow path: copy into a native, contiguous Buffer, kept alive
-            # by `converted` until the call returns.
-            obj = marshal(obj, i)
-            if converted is None:
-                converted = []
-            converted.append(obj)
-            describe_buffer(obj, &f.inputs[i])
+            # Slow path: a DLPack object described in place, or a copy into
+            # a native, contiguous Buffer; either kept alive by `converted`
+            # until the call returns.
+            if has_dlpack(obj):
+                keep = describe_dlpack(obj, &f.inputs[i], False, (name, "input", i), False)
+                if keep is None:  # pinned below if the kernel may run unguarded
+                    if unpinned is None:
+                        unpinned = []
+                    unpinned.append(i)
+                else:
+                    if converted is None:
+                        converted = []
+                    converted.append(keep)
+            else:
+                if converted is None:
+                    converted = []
+                obj = marshal(obj, i)
+                converted.append(obj)
+                describe_buffer(obj, &f.inputs[i])
         if f.inputs[i].dtype == FJFFI_BOOL:
             bad = fjffi_first_bad_bool(<uint8_t *>f.inputs[i].data, f.inputs[i].nbytes)
             if bad >= 0:
@@ -354,7 +404,12 @@ cdef inline int run(str name, bint guard, bint unscrubbed, const registry_target
     for i in range(f.n_outputs):
         obj = outputs[i]
         state = describe_buffer(obj, &f.outputs[i])
-        if state != 0:
+        if state < 0 and has_dlpack(obj):
+            if converted is None:
+                converted = []
+            converted.append(describe_dlpack(obj, &f.outputs[i], True, (name, "output", i),
+                                             True))
+        elif state != 0:
             refuse_output(name, i, obj)
         for j in range(f.n_inputs):
             if fjffi_overlaps(&f.outputs[i], &f.inputs[j]):
@@ -366,6 +421,15 @@ cdef inline int run(str name, bint guard, bint unscrubbed, const registry_target
         moved += f.outputs[i].nbytes
     if t.contract != NULL:
         check_contract(name, <const fjffi_raw_contract *>t.contract, f)
+    if unpinned is not None and (t.is_callback or not t.thread_safe or releases_gil(t, moved)):
+        # Other Python threads may run before the kernel returns, and a
+        # DLPack producer's table gave pointers without holding the memory:
+        # hold it now, through the producer's managed tensor.
+        if converted is None:
+            converted = []
+        for i in unpinned:
+            converted.append(describe_dlpack(inputs[i], &f.inputs[i], False, (name, "input", i),
+                                             True))
 
     if t.is_callback:
         run_callback(name, t, inputs if converted is None else (inputs, converted), f)

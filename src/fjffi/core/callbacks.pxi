@@ -6,9 +6,25 @@ cdef int run_callback(str name, const registry_target *t, object owner, Frame *f
     outputs and copied in, and on any failure, BaseException included, the
     outputs are left zeroed."""
     cdef size_t i
+    cdef int stats = fjffi_stats_mode
+    cdef uint64_t start = fjffi_stats_now() if stats == 2 else 0
     callback = (<tuple>t.record)[1]
     views = tuple([input_view(&f.inputs[i], owner, f) for i in range(f.n_inputs)])
     zero_outputs(f)
+    try:
+        call_callback(name, callback, views, owner, f)
+    except BaseException:
+        if stats:
+            count_call(t, f, True, fjffi_stats_now() - start if stats == 2 else 0)
+        raise
+    if stats:
+        count_call(t, f, False, fjffi_stats_now() - start if stats == 2 else 0)
+    return 0
+
+
+cdef int call_callback(str name, object callback, tuple views, object owner,
+                       Frame *f) except -1:
+    cdef size_t i
     try:
         if getattr(callback.fn, "takes_outputs", False):
             # It writes the outputs itself (an isolated target).

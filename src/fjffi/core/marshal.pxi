@@ -69,6 +69,8 @@ cdef Buffer array_to_buffer(object value, object index):
     elif isinstance(value, (str, bytes)):
         raise UnsupportedDtypeError(type(value).__name__,
                                     "wrap raw bytes with fjffi.Buffer(data, shape, dtype)")
+    elif has_dlpack(value):
+        return dlpack_to_buffer(value, where)
     else:
         arr = foreign_to_array(value, where)
     cdef cnp.dtype descr = arr.descr

@@ -44,6 +44,7 @@ cdef inline registry *reg_of(Registry r) noexcept nogil:
 @cython.no_gc_clear
 cdef class Registry:
     """Registry()
+--
 
     A registry of targets by name: a C hash table behind a pthread rwlock.
 
@@ -238,6 +239,18 @@ cdef class Registry:
                             record, <uintptr_t>entry.contract, entry.writes_all_outputs))
         self.add_all(entries)
 
+    def stats(self, name):
+        """Statistics of the target registered under name, since it was
+        registered (a replaced target starts again), over every thread:
+        calls, failures, bytes (inputs plus outputs moved) and kernel_ns
+        (time inside the kernel; None unless timing was on).  Counted only
+        while fjffi.set_stats(True) is in force."""
+        cdef fjffi_counts counts
+        cdef const registry_target *t = <const registry_target *>self.lookup(name)
+        fjffi_stats_read(t.stats_id, &counts)
+        return {"calls": counts.calls, "failures": counts.failures, "bytes": counts.bytes,
+                "kernel_ns": counts.kernel_ns if counts.kernel_ns or STATS_TIMED else None}
+
     def get(self, name):
         """The Target record registered under name (TargetNotFoundError if none)."""
         return (<tuple>(<const registry_target *>self.lookup(name)).record)[0]
@@ -290,3 +303,24 @@ cdef int c_api_register(void *registry, const char *name, void *fn, int32_t api_
                     gil=gil.decode(), thread_safe=bool(thread_safe), owner=None)
     return (<Registry>reg).add(record.name, fn, api_version, record.gil, thread_safe, False,
                                record)
+
+
+cdef bint STATS_TIMED = False  # timing was on at some point: kernel_ns means something
+
+
+def set_stats(enabled, *, timing=False):
+    """Count calls, failures and bytes of every target (Registry.stats), and
+    with timing=True the time inside each kernel too.  Off by default:
+    counting costs a few ns per call, timing two clock reads."""
+    global STATS_TIMED
+    enabled = check_bool("enabled", enabled)
+    timing = check_bool("timing", timing)
+    if timing and not enabled:
+        raise ValueError("timing=True needs enabled=True")
+    STATS_TIMED = STATS_TIMED or timing
+    set_stats_mode(&fjffi_stats_mode, 2 if timing else 1 if enabled else 0)
+
+
+def stats_enabled():
+    """(enabled, timing) of set_stats."""
+    return fjffi_stats_mode != 0, fjffi_stats_mode == 2

@@ -1,5 +1,7 @@
 #include "registry.h"
 
+#include "stats.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,7 +54,7 @@ static void install_fork_handlers(void) { pthread_atfork(fork_prepare, fork_pare
 
 uint64_t registry_hash(const char *name, size_t len) {
     /* FNV-1a: simple, and names are short. */
-    uint64_t h = 1469598103934665603ULL;
+    uint64_t h = 14695981039346656037ULL; /* the published 64-bit offset basis */
     for (size_t i = 0; i < len; ++i) {
         h ^= (unsigned char)name[i];
         h *= 1099511628211ULL;
@@ -96,13 +98,12 @@ void registry_destroy(registry *r) {
         }
     }
     pthread_mutex_unlock(&live_lock);
-    for (size_t i = 0; i < r->capacity; ++i) {
+    for (size_t i = 0; i < r->capacity; ++i)
         if (r->slots[i] != NULL) free_target(r->slots[i]);
     while (r->retired != NULL) {
         registry_target *t = r->retired;
         r->retired = t->next_retired;
         free_target(t);
-    }
     }
     free(r->slots);
     r->slots = NULL;
@@ -156,6 +157,7 @@ static registry_target *copy_target(const registry_target *target) {
     memcpy(name, target->name, target->name_len);
     name[target->name_len] = '\0';
     t->name = name;
+    t->stats_id = fjffi_stats_new_id();
     if (init_serial(&t->serial) != 0) {
         free(t);
         free(name);
@@ -270,6 +272,8 @@ const registry_target *registry_cached_get(registry *r, registry_cache *c, const
     if (t != NULL && (seq & 1) == 0 &&
         atomic_compare_exchange_strong_explicit(&c->seq, &seq, seq + 1, memory_order_acquire,
                                                 memory_order_relaxed)) {
+        /* A reader that sees the new fields must then see the odd seq. */
+        atomic_thread_fence(memory_order_release);
         atomic_store_explicit(&c->target, t, memory_order_relaxed);
         atomic_store_explicit(&c->generation, now, memory_order_relaxed);
         atomic_store_explicit(&c->seq, seq + 2, memory_order_release);

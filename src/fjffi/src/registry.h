@@ -41,6 +41,7 @@ typedef struct registry_target {
     int32_t thread_safe;
     int32_t is_callback;
     int32_t writes_all_outputs; /* declared: every output byte written on success */
+    uint32_t stats_id;  /* this registration's counters (stats.h) */
     const void *contract;   /* a built-in raw kernel's fjffi_raw_contract, or NULL */
     pthread_mutex_t serial; /* taken around each call when !thread_safe */
     void *record;       /* the Python Target record; the Registry object holds it */

@@ -45,7 +45,17 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, .m_name = "c_consumer", .m_size = -1, .m_methods = methods};
+/* Multi-phase init, so the module can declare that it needs no GIL (it keeps
+ * no state of its own): without the slot, importing it would turn the GIL
+ * back on under a free-threaded Python. */
+static PyModuleDef_Slot slots[] = {
+#ifdef Py_GIL_DISABLED
+    {Py_mod_gil, Py_MOD_GIL_NOT_USED},
+#endif
+    {0, NULL},
+};
 
-PyMODINIT_FUNC PyInit_c_consumer(void) { return PyModule_Create(&module); }
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, .m_name = "c_consumer",
+                                    .m_size = 0, .m_methods = methods, .m_slots = slots};
+
+PyMODINIT_FUNC PyInit_c_consumer(void) { return PyModuleDef_Init(&module); }

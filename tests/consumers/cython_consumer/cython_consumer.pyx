@@ -1,4 +1,4 @@
-# cython: language_level=3
+# cython: language_level=3, freethreading_compatible=True
 """A kernel written in Cython and registered through `cimport fjffi`."""
 
 from libc.stdint cimport int32_t

@@ -1,0 +1,139 @@
+"""Running without a GIL: every fjffi extension declares it, and objects
+stay whole when threads race to initialise them.
+
+The races here are real on free-threaded CPython (3.13t with the GIL off)
+and harmless but still checked on a GIL build, where the threads merely
+interleave.  tools/check.sh runs this file under 3.13t with PYTHON_GIL=0.
+"""
+
+import os
+import subprocess
+import sys
+import sysconfig
+import threading
+
+import numpy as np
+import pytest
+
+import fjffi
+
+FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+THREADS = 8
+ROUNDS = 200
+
+# Each test starts its own threads; copies of it on every thread of
+# pytest-run-parallel would only multiply its time.
+pytestmark = pytest.mark.thread_unsafe(reason="starts its own threads")
+
+
+def env_without_gil_setting() -> dict:
+    env = dict(os.environ)
+    env.pop("PYTHON_GIL", None)  # so an undeclared module would turn the GIL on
+    return env
+
+
+@pytest.mark.skipif(not FREE_THREADED, reason="needs a free-threaded CPython (3.13t)")
+def test_importing_every_extension_keeps_the_gil_off():
+    code = ("import sys, fjffi, fjffi._core, fjffi._testing, fjffi._floor\n"
+            "print(sys._is_gil_enabled())\n")
+    done = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c", code],
+                          env=env_without_gil_setting(), cwd="/", capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False", done.stderr
+
+
+def race(n, work):
+    """Run work(i) on n threads released at once; returns what each returned
+    or raised."""
+    barrier = threading.Barrier(n)
+    results = [None] * n
+
+    def run(i):
+        barrier.wait()
+        try:
+            results[i] = work(i)
+        except Exception as exc:  # noqa: BLE001 - the outcome is what is checked
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def test_concurrent_first_init_of_one_call_gives_one_whole_call():
+    """Of several first __init__s at once, one wins and the rest are refused:
+    the Call's name, C name and hash come from one of them, never a mix."""
+    reg = fjffi.Registry()
+    for i in range(THREADS):
+        reg.register_callback(f"k{i}", lambda x, i=i: np.full((), float(i)))
+    out = np.empty(())
+    for _ in range(ROUNDS):
+        call = fjffi.Call.__new__(fjffi.Call)
+        results = race(THREADS, lambda i, call=call: call.__init__(f"k{i}", reg))
+        refused = [r for r in results if isinstance(r, TypeError)]
+        assert len(refused) == THREADS - 1, results
+        assert all("only once" in str(r) for r in refused)
+        call.invoke((0.0,), (out,))  # TargetNotFoundError if name and hash disagreed
+        assert out == float(call.name[1:])
+
+
+def test_concurrent_first_init_of_one_buffer_takes_one_view():
+    """One __init__ fills the Buffer; the others are refused before taking
+    a view of their data, so their bytearrays can still be resized."""
+    for _ in range(ROUNDS):
+        datas = [bytearray(np.full(i + 1, float(i)).tobytes()) for i in range(THREADS)]
+        buf = fjffi.Buffer.__new__(fjffi.Buffer)
+        results = race(THREADS, lambda i, buf=buf, datas=datas:
+                       buf.__init__(datas[i], (i + 1,), "float64"))
+        winners = [i for i, r in enumerate(results) if r is None]
+        assert len(winners) == 1, results
+        (w,) = winners
+        assert buf.shape == (w + 1,) and buf.tobytes() == bytes(datas[w])
+        for i, data in enumerate(datas):
+            if i != w:
+                data.append(0)  # BufferError if a refused __init__ left a view behind
+        with pytest.raises(BufferError):
+            datas[w].append(0)
+
+
+def test_calls_while_another_thread_writes_the_environment():
+    """fjffi.call does not read the environment (getenv racing with a
+    putenv from os.environ crashed); in a child, as a crash would be fatal."""
+    code = """
+import os, threading
+import numpy as np
+import fjffi
+
+stop = threading.Event()
+
+def writer():
+    i = 0
+    while not stop.is_set():
+        os.environ["FJFFI_TEST_CHURN_%d" % (i % 64)] = "x" * (i % 97)
+        i += 1
+
+def caller():
+    x = np.arange(8.0)
+    for _ in range(20000):
+        (y,) = fjffi.call("negate", (x,), (x,))
+        assert (y == -x).all()
+
+w = threading.Thread(target=writer)
+w.start()
+callers = [threading.Thread(target=caller) for _ in range(2)]
+for t in callers:
+    t.start()
+for t in callers:
+    t.join()
+stop.set()
+w.join()
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", code], cwd="/", capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
