@@ -94,8 +94,11 @@ def measure(case: str, tmp: str, inclusive: bool) -> tuple[float, list]:
     for n in (N1, N2):
         out = os.path.join(tmp, f"{case}.{n}.out")
         # Run from the temporary folder: fjffi is imported from the install.
+        # One BLAS thread: idle BLAS threads spin for a while, and their
+        # instructions would land in the program's totals.
+        env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
         subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                        sys.executable, script, str(n)], check=True, cwd=tmp,
+                        sys.executable, script, str(n)], check=True, cwd=tmp, env=env,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         runs.append(annotate(out, inclusive))
     (t1, d1), (t2, d2) = runs
