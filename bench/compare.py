@@ -2,12 +2,15 @@
 
     python bench/compare.py [--rounds N] [--json PATH] [--quick] [--only SECTION ...]
 
-Sections: peers (noop, scalar float64 double and 1000-element float64
-negate through fjffi, a direct Cython call of the same kernel (the floor),
-cffi API and ABI mode, ctypes and numpy: medians and ratios to the floor),
+Sections: peers (noop, scalar float64 double, 1000- and 1,000,000-element
+float64 negate through fjffi, a direct Cython call of the same kernel (the
+floor), cffi API and ABI mode, ctypes, nanobind, pybind11 and numpy: medians
+of thread CPU time and ratios to the floor), resolve (two C threads looking
+a name up at once vs one), stats (the cost of per-target statistics),
 threads (2 threads vs 1), registry (lookup at 10 to 100,000 targets),
 allocation (tracemalloc over 10^6 invokes), to_buffer (1k vs 10M elements),
-gil (the cost of releasing the GIL by size).
+gil (the cost of releasing the GIL by size).  `--only goals` runs peers,
+resolve and stats; the speed goals' table closes every run that has them.
 
 Run it with the Python whose fjffi was installed from this checkout
 (pip install '.[bench]'): it needs fjffi._floor and fjffi._testing, which
@@ -42,44 +45,95 @@ from peers import _floor, _testing
 import fjffi
 from fjffi._seedbench import (
     Case,
+    Timing,
+    calibrate,
     describe_load,
     expect,
     fmt_ns,
     json_path_arg,
     load_average,
-    loop_ns,
     measure,
     progress,
     rounds_arg,
-    settings,
     write_json,
 )
 
 # --- the peer comparison ----------------------------------------------------------
 
-# (label, (call, route) measured, (call, route) compared with, the goal's ratio).
-PEER_GOALS = (
-    ("noop: fjffi / floor", ("noop", "fjffi"), ("noop", "floor"), 2.0),
-    ("noop: fjffi / cffi API", ("noop", "fjffi"), ("noop", "cffi_api"), 0.35),
-    ("scalar f64 preallocated: fjffi / floor", ("scalar_f64", "fjffi"),
-     ("scalar_f64", "floor"), 3.0),
-    ("scalar f64 end to end: fjffi.call / cffi API", ("scalar_f64_e2e", "fjffi"),
-     ("scalar_f64_e2e", "cffi_api"), 1.5),
-    ("1k negate: fjffi / np.negative", ("negate_1k", "fjffi"), ("negate_1k", "numpy"), 1.0),
-)
-
-
-def goal(label: str, value: float | None, limit: float, at_least: bool = False) -> dict:
+def goal(label: str, value: float | None, limit: float, at_least: bool = False,
+         note: str = "") -> dict:
     met = None if value is None else (value >= limit if at_least else value <= limit)
     return {"goal": label, "value": value, "limit": limit,
-            "at_least": at_least, "met": met}
+            "at_least": at_least, "met": met, "note": note}
+
+
+def measure_cpu(cases: dict, rounds: int, min_time: float, progress=None,
+                samples: dict | None = None, order: Callable[[int], list] | None = None
+                ) -> dict:
+    """As fjffi._seedbench.measure, in this thread's CPU time (time.thread_time):
+    time the machine's other load takes from the process is not counted.
+    samples, when given, receives each case's per-round figures; order(r),
+    when given, is the order of the keys in round r."""
+    base = cpu_loop_ns()
+    timers = {}
+    for k, c in cases.items():
+        timers[k] = c.timer()
+        timers[k].timer = time.thread_time
+    numbers = {k: calibrate(t, min_time) for k, t in timers.items()}
+    if samples is None:
+        samples = {}
+    samples.update({k: [] for k in cases})
+    total = rounds * len(cases)
+    for r in range(rounds):
+        for i, k in enumerate(order(r) if order else timers):
+            samples[k].append(timers[k].timeit(numbers[k]) / numbers[k] * 1e9 - base)
+            if progress:
+                progress(r * len(cases) + i + 1, total, "/".join(map(str, k)))
+    for c in cases.values():
+        c.verify()
+    return {k: Timing(statistics.median(s), min(s)) for k, s in samples.items()}
+
+
+_CPU_LOOP_NS = None
+
+
+def cpu_loop_ns() -> float:
+    """timeit's empty loop per iteration in thread CPU time, subtracted from every figure."""
+    global _CPU_LOOP_NS
+    if _CPU_LOOP_NS is None:
+        _CPU_LOOP_NS = min(timeit.Timer("pass", timer=time.thread_time).repeat(7, 200_000)
+                           ) / 200_000 * 1e9
+    return _CPU_LOOP_NS
+
+
+def peer_settings(quick: bool, rounds: int | None) -> tuple[int, float]:
+    """(rounds, seconds per round): many short rounds, so a burst of load moves few."""
+    if quick:
+        return rounds or 5, 0.01
+    return rounds or 21, 0.02
 
 
 def peers(rounds: int | None = None, quick: bool = False, progress=None) -> dict:
-    """The peer table: {"rows": [...], "missing": {route: why}, "goals": [...]}."""
-    rounds, min_time = settings(quick, rounds)
+    """The peer table: {"rows": [...], "missing": {route: why}, "medians": {...}}."""
+    rounds, min_time = peer_settings(quick, rounds)
     cases, missing = routes.peer_cases()
-    timings = measure(cases, rounds, min_time, progress)
+    # Each call's routes are timed one after the other within a round, so a
+    # ratio taken round by round compares figures seconds apart at most; in an
+    # order shuffled each round, since the first route timed after another
+    # call's runs slower (cold caches and predictors).
+    groups = [[k for k in cases if k[0] == call] for call in routes.CALLS]
+
+    def order(r):
+        shuffle = random.Random(r).shuffle
+        keys = []
+        for group in groups:
+            group = group[:]
+            shuffle(group)
+            keys += group
+        return keys
+
+    samples: dict = {}
+    timings = measure_cpu(cases, rounds, min_time, progress, samples, order)
     rows = []
     for call in routes.CALLS:
         floor = timings.get((call, "floor"))
@@ -90,13 +144,17 @@ def peers(rounds: int | None = None, quick: bool = False, progress=None) -> dict
             rows.append({"call": call, "route": route, "median_ns": t.median_ns,
                          "min_ns": t.min_ns,
                          "x_floor": t.median_ns / floor.median_ns if floor else None})
-    goals = []
-    for label, key, ref, limit in PEER_GOALS:
-        value = (timings[key].median_ns / timings[ref].median_ns
-                 if key in timings and ref in timings else None)
-        goals.append(goal(label, value, limit))
-    return {"rows": rows, "missing": missing, "goals": goals, "loop_ns": loop_ns(),
-            "rounds": rounds, "c_parts": c_parts(quick)}
+    goals = [goal("noop: fjffi / cffi API", ratio(timings, ("noop", "fjffi"),
+                                                  ("noop", "cffi_api")), 0.35)]
+    return {"rows": rows, "missing": missing, "goals": goals, "loop_ns": cpu_loop_ns(),
+            "rounds": rounds, "c_parts": c_parts(quick),
+            "medians": {f"{c}/{r}": t.median_ns for (c, r), t in timings.items()},
+            "samples": {f"{c}/{r}": s for (c, r), s in samples.items()}}
+
+
+def ratio(timings: dict, key, ref) -> float | None:
+    return (timings[key].median_ns / timings[ref].median_ns
+            if key in timings and ref in timings else None)
 
 
 def c_parts(quick: bool = False) -> dict:
@@ -116,8 +174,9 @@ def c_parts(quick: bool = False) -> dict:
 
 
 def render_peers(result: dict) -> str:
-    lines = [(f"Peer comparison: median ns per call over {result['rounds']} rounds, net of "
-              f"{result['loop_ns']:.1f} ns of loop; x floor = median / the floor's median"),
+    lines = [(f"Peer comparison: median thread CPU ns per call over {result['rounds']} rounds, "
+              f"net of {result['loop_ns']:.1f} ns of loop; x floor = median / the floor's "
+              "median"),
              f"  {'call':<15} {'route':<9} {'median':>10} {'min':>10} {'x floor':>8}"]
     for call in routes.CALLS:
         rows = [r for r in result["rows"] if r["call"] == call]
@@ -135,6 +194,186 @@ def render_peers(result: dict) -> str:
         lines.append(f"  {route}: missing ({why})")
     lines += [f"  {k:<9} {v}" for k, v in routes.ROUTE_DOCS.items()]
     return "\n".join(lines)
+
+
+# --- two threads resolving at once, in C --------------------------------------------
+
+RESOLVE_MODES = ("cached_shared", "cached_per_thread", "registry_get")
+RESOLVE_DOCS = {
+    "cached_shared": "registry_cached_get, one cache both threads read (one Call, two threads)",
+    "cached_per_thread": "registry_cached_get, a cache per thread (a Call per thread)",
+    "registry_get": "registry_get: the pthread rwlock's read lock around the probe",
+}
+
+
+def resolve(quick: bool = False, progress=None) -> dict:
+    """Per-lookup thread CPU time of one name, on one thread and on two at once,
+    in C threads (fjffi._floor.lookups_ns); ratio = two threads' mean / one's,
+    per round, median over rounds.  The registry holds the built-ins and 1000
+    other names, as an application's would.
+
+    On a busy 2-core machine the two threads often take turns on one core,
+    and then nothing contends: only rounds whose threads ran side by side
+    (overlap >= OVERLAPPED: CPU time over the wall time spanned) count for
+    the "side by side" ratio."""
+    reg = fjffi.Registry()
+    reg.register_builtins()
+    capsule = _floor.capsule("noop")
+    for i in range(1000):
+        reg.register(f"target_{i:04d}", capsule)
+    rounds = 7 if quick else 31
+    n = 300_000 if quick else 2_000_000
+    samples = {m: {"one": [], "two": [], "ratio": [], "overlap": []} for m in RESOLVE_MODES}
+    for r in range(rounds):
+        for k, mode in enumerate(RESOLVE_MODES):
+            # registry_get costs several times more: fewer lookups, the same span.
+            count = n // 4 if mode == "registry_get" else n
+            (one,), _ = _floor.lookups_ns(reg, "negate", mode, 1, count)
+            both, overlap = _floor.lookups_ns(reg, "negate", mode, 2, count)
+            two = statistics.mean(both)
+            samples[mode]["overlap"].append(overlap)
+            samples[mode]["one"].append(one)
+            samples[mode]["two"].append(two)
+            samples[mode]["ratio"].append(two / one)
+            if progress:
+                progress(r * len(RESOLVE_MODES) + k + 1, rounds * len(RESOLVE_MODES),
+                         f"resolve/{mode}")
+    rows = {}
+    for m, v in samples.items():
+        side = [r for r, o in zip(v["ratio"], v["overlap"], strict=True) if o >= OVERLAPPED]
+        rows[m] = {"one_ns": statistics.median(v["one"]), "two_ns": statistics.median(v["two"]),
+                   "ratio": statistics.median(v["ratio"]), "rounds": v["ratio"],
+                   "overlaps": v["overlap"], "side_by_side": len(side),
+                   "side_by_side_ratio": statistics.median(side) if side else None}
+    return {"rows": rows, "rounds": rounds, "lookups": n}
+
+
+# A two-thread round counts as side by side from this overlap (2.0: both ran throughout).
+OVERLAPPED = 1.8
+SIDE_BY_SIDE_MIN = 3  # rounds needed for a side-by-side figure
+
+
+def render_resolve(result: dict) -> str:
+    lines = [("Two threads resolving at once, in C: thread CPU ns per lookup of one name, "
+              f"median of {result['rounds']} rounds; ratio = two threads / one, per round")]
+    lines.append(f"  {'path':<18} {'1 thread':>9} {'2 threads':>10} {'ratio':>6}  "
+                 f"side by side (overlap >= {OVERLAPPED}): rounds, ratio; rounds as ratio@overlap")
+    for mode in RESOLVE_MODES:
+        r = result["rows"][mode]
+        spread = ", ".join(f"{x:.2f}@{o:.1f}" for x, o in zip(r["rounds"], r["overlaps"],
+                                                              strict=True))
+        side = r["side_by_side_ratio"]
+        lines.append(f"  {mode:<18} {fmt_ns(r['one_ns']):>9} {fmt_ns(r['two_ns']):>10} "
+                     f"{r['ratio']:>5.2f}x  {r['side_by_side']:>2}, "
+                     f"{'n/a' if side is None else f'{side:.2f}x'}  ({spread})")
+    lines += [f"  {m:<18} {RESOLVE_DOCS[m]}" for m in RESOLVE_MODES]
+    return "\n".join(lines)
+
+
+# --- per-target statistics: their cost on the noop --------------------------------
+
+def stats_cost(quick: bool = False, progress=None) -> dict:
+    """noop Call.invoke with statistics off, on (counting) and on with timing
+    (fjffi.set_stats), rounds alternating; the ns each adds to the call."""
+    if not (hasattr(fjffi.Registry, "stats") and hasattr(fjffi, "set_stats")):
+        return {"available": False,
+                "why": "this fjffi has no Registry.stats and set_stats to switch statistics"}
+    reg = fjffi.Registry()
+    reg.register_builtins()
+    timer = Case(fjffi.Call("noop", reg).invoke, ((), ())).timer()
+    timer.timer = time.thread_time
+    number = calibrate(timer, 0.01 if quick else 0.02)
+    rounds = 5 if quick else 21
+    states = {"off": (False, False), "on": (True, False), "timing": (True, True)}
+    samples: dict = {state: [] for state in states}
+    before = fjffi.stats_enabled()
+    try:
+        for r in range(rounds):
+            for state, (enabled, timing) in states.items():
+                fjffi.set_stats(enabled, timing=timing)
+                samples[state].append(timer.timeit(number) / number * 1e9)
+            if progress:
+                progress(r + 1, rounds, "stats")
+    finally:
+        fjffi.set_stats(before[0], timing=before[1])
+    calls = reg.stats("noop")["calls"]
+    expect(calls >= 2 * rounds * number, f"statistics counted {calls} calls")
+    med = {state: statistics.median(v) for state, v in samples.items()}
+    # Added ns as the median of the differences round by round.
+    added = {state: statistics.median(a - b for a, b in zip(samples[state], samples["off"],
+                                                             strict=True))
+             for state in ("on", "timing")}
+    return {"available": True, "off_ns": med["off"], "on_ns": med["on"],
+            "timing_ns": med["timing"], "added_ns": added["on"],
+            "timing_added_ns": added["timing"], "rounds": rounds}
+
+
+def render_stats(result: dict) -> str:
+    if not result["available"]:
+        return f"Statistics on the noop: not measured ({result['why']})"
+    return (f"Statistics on the noop: Call.invoke {fmt_ns(result['off_ns'])} off, "
+            f"{fmt_ns(result['on_ns'])} on ({result['added_ns']:+.1f} ns), "
+            f"{fmt_ns(result['timing_ns'])} on with timing ({result['timing_added_ns']:+.1f} ns); "
+            f"thread CPU time, medians of {result['rounds']} alternating rounds (added: "
+            "the median of the differences round by round)")
+
+
+# --- the speed goals -------------------------------------------------------------------
+
+
+def speed_goals(report: dict) -> list:
+    """The goals of the peer, resolve and stats sections, from their figures."""
+    goals = []
+    if "peers" in report:
+        m = report["peers"]["medians"]
+        samples = report["peers"]["samples"]
+
+        def over(key, ref):
+            """The median of the ratios round by round (each round's figures taken
+            moments apart): steadier, under a changing load, than a ratio of medians."""
+            if key not in samples or ref not in samples:
+                return None
+            return statistics.median(a / b for a, b in zip(samples[key], samples[ref],
+                                                            strict=True))
+
+        goals += [
+            goal("noop Call.invoke / floor", over("noop/fjffi", "noop/floor"), 1.5),
+            goal("scalar f64 preallocated / floor",
+                 over("scalar_f64/fjffi", "scalar_f64/floor"), 2.0),
+            goal("1k f64 negate preallocated / floor",
+                 over("negate_1k/fjffi", "negate_1k/floor"), 1.3),
+            goal("1k f64 negate preallocated / np.negative(x, out=y)",
+                 over("negate_1k/fjffi", "negate_1k/numpy"), 0.5),
+        ]
+        peers_1m = {r: m[f"negate_1m/{r}"] for r in routes.PEERS if f"negate_1m/{r}" in m}
+        # The fastest peer by median; the ratio to it round by round.
+        fastest = min(peers_1m, key=peers_1m.get) if peers_1m else None
+        for route, what in (("fjffi", "built-in"), ("fjffi_waw", "writes_all_outputs")):
+            goals.append(goal(f"1M f64 negate, {what} / floor",
+                              over(f"negate_1m/{route}", "negate_1m/floor"), 1.05))
+            goals.append(goal(f"1M f64 negate, {what} / fastest peer ({fastest})",
+                              over(f"negate_1m/{route}", f"negate_1m/{fastest}")
+                              if fastest else None, 1.0))
+        goals.append(goal("fjffi.call scalar end to end / cffi API end to end",
+                          over("scalar_f64_e2e/fjffi", "scalar_f64_e2e/cffi_api"), 1.0,
+                          note="" if "scalar_f64_e2e/cffi_api" in m else "cffi API missing"))
+    if "resolve" in report:
+        rows = report["resolve"]["rows"]
+        for mode, what in (("cached_shared", "one shared Call cache"),
+                           ("cached_per_thread", "a Call cache each")):
+            r = rows[mode]
+            enough = r["side_by_side"] >= SIDE_BY_SIDE_MIN
+            goals.append(goal(
+                f"two threads resolving / one, side by side, C, {what}",
+                r["side_by_side_ratio"] if enough else None, 1.1,
+                note="" if enough else (f"the threads ran side by side in {r['side_by_side']} "
+                                        f"of {len(r['rounds'])} rounds only")))
+    if "stats" in report:
+        st = report["stats"]
+        goals.append(goal("statistics on - off, noop Call.invoke (ns added)",
+                          st["added_ns"] if st["available"] else None, 3.0,
+                          note="" if st["available"] else st["why"]))
+    return goals
 
 
 # --- thread scaling -------------------------------------------------------------
@@ -567,12 +806,14 @@ def environment() -> dict:
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
-def render_goals(goals: list) -> str:
-    lines = [("The project's goals, as measured in this run (figures depend on the machine "
-              "and its load):")]
+def render_goals(goals: list, title: str = ("The project's goals, as measured in this run "
+                                             "(figures depend on the machine and its "
+                                             "load):")) -> str:
+    lines = [title]
     for g in goals:
         if g["value"] is None:
-            value, verdict = "n/a", "not measured"
+            value = "n/a"
+            verdict = f"not measured: {g['note']}" if g.get("note") else "not measured"
         else:
             value = f"{g['value']:.3f}"
             verdict = "met" if g["met"] else "not met here"
@@ -581,17 +822,24 @@ def render_goals(goals: list) -> str:
     return "\n".join(lines)
 
 
-SECTIONS = ("peers", "threads", "registry", "allocation", "to_buffer", "gil")
+SECTIONS = ("peers", "resolve", "stats", "threads", "registry", "allocation", "to_buffer",
+            "gil")
+# --only goals: what the speed goals are computed from.
+GOAL_SECTIONS = ("peers", "resolve", "stats")
 
 
 def run(rounds: int | None = None, quick: bool = False, progress=None,
         sections=SECTIONS) -> dict:
     """The measurements (all sections by default), as a JSON-ready dict."""
+    if "goals" in sections:
+        sections = (set(sections) - {"goals"}) | set(GOAL_SECTIONS)
     unknown = set(sections) - set(SECTIONS)
     if unknown:
         raise ValueError(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}")
     steps = {
         "peers": lambda: peers(rounds, quick, progress),
+        "resolve": lambda: resolve(quick, progress),
+        "stats": lambda: stats_cost(quick, progress),
         "threads": lambda: thread_scaling(quick, progress),
         "registry": lambda: registry_scale(quick, progress),
         "allocation": lambda: allocation(100_000 if quick else 1_000_000, progress),
@@ -604,6 +852,7 @@ def run(rounds: int | None = None, quick: bool = False, progress=None,
             report[name] = steps[name]()
     report["goals"] = [g for name in SECTIONS if name in report
                        for g in report[name].get("goals", ())]
+    report["speed_goals"] = speed_goals(report)
     return report
 
 
@@ -612,11 +861,18 @@ def render(report: dict, load_at_start: str) -> str:
     parts = [(f"fjffi {env['fjffi']} compared: Python {env['python']}, numpy {env['numpy']}, "
               f"cffi {env['cffi'] or 'missing'}, {env['platform']}; {load_at_start} at the "
               "start.\nEvery figure depends on this machine and its load.")]
-    renderers = {"peers": render_peers, "threads": render_threads, "registry": render_registry,
+    renderers = {"peers": render_peers, "resolve": render_resolve, "stats": render_stats,
+                 "threads": render_threads, "registry": render_registry,
                  "allocation": render_allocation, "to_buffer": render_to_buffer,
                  "gil": render_gil}
     parts += [renderers[name](report[name]) for name in SECTIONS if name in report]
-    parts.append(render_goals(report["goals"]))
+    if report["goals"]:
+        parts.append(render_goals(report["goals"], "Other goals, as measured in this run:"))
+    if report["speed_goals"]:
+        parts.append(render_goals(report["speed_goals"], (
+            f"Speed goals (fjffi {report['environment']['fjffi']}; ratios in this one "
+            "process, thread CPU time, the median of the ratios round by round; figures "
+            "depend on the machine and its load):")))
     return "\n\n".join(parts)
 
 
@@ -632,8 +888,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=json_path_arg, metavar="PATH",
                    help="also write the results as JSON to PATH (checked before the run)")
     p.add_argument("--quick", action="store_true", help="fewer, shorter rounds: noisier figures")
-    p.add_argument("--only", nargs="+", choices=SECTIONS, default=SECTIONS, metavar="SECTION",
-                   help=f"sections to run, of: {', '.join(SECTIONS)} (default: all)")
+    p.add_argument("--only", nargs="+", choices=(*SECTIONS, "goals"), default=SECTIONS,
+                   metavar="SECTION",
+                   help=(f"sections to run, of: {', '.join(SECTIONS)}, or goals (the sections "
+                         f"the speed goals need: {', '.join(GOAL_SECTIONS)}) (default: all)"))
     return p
 
 

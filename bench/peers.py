@@ -1,13 +1,15 @@
-"""The routes of the peer comparison: the same three calls (noop, scalar
-float64 double, 1000-element float64 negate into a preallocated output)
-through fjffi, the floor (fjffi._floor: the same kernels called straight from
-Cython, no checks), cffi in API and ABI mode, ctypes and numpy.
+"""The routes of the peer comparison: the same calls (noop, scalar float64
+double, 1000- and 1,000,000-element float64 negate into a preallocated
+output) through fjffi, the floor (fjffi._floor: the same kernels called
+straight from Cython, no checks), cffi in API and ABI mode, ctypes,
+nanobind, pybind11 and numpy.
 
 Every peer calls the very machine code fjffi calls: the kernels linked into
 fjffi._floor, reached by address (ctypes and cffi ABI mode, through libffi)
-or through a small cffi API-mode module compiled at run time from the C
-source below.  A comparison then shows what reaching a kernel costs on each
-route, not differences between kernels.
+or through small extensions compiled at run time: a cffi API-mode module from
+the C source below, and nanobind and pybind11 modules (bench/native.py).  A
+comparison then shows what reaching a kernel costs on each route, not
+differences between kernels (numpy's own loop aside).
 
 peer_cases() gives them as timing cases, for compare.py (medians and ratios)
 and test_peers.py (pytest-benchmark).
@@ -22,6 +24,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 
+import native
 import numpy as np
 
 import fjffi
@@ -36,20 +39,28 @@ except ImportError as exc:  # a build without the tests' extensions
         "(pip install '.[bench]')"
     ) from None
 
-CALLS = ("noop", "scalar_f64", "negate_1k", "scalar_f64_e2e")
+CALLS = ("noop", "scalar_f64", "negate_1k", "negate_1m", "scalar_f64_e2e")
 CALL_DOCS = {
     "noop": "noop kernel, no buffers",
     "scalar_f64": "double_f64 on preallocated 0-d float64 arrays",
     "negate_1k": "negate of 1000 float64 into a preallocated array",
+    "negate_1m": "negate of 1,000,000 float64 into a preallocated array",
     "scalar_f64_e2e": "Python float in, double_f64, Python float out",
 }
-ROUTES = ("floor", "fjffi", "cffi_api", "cffi_abi", "ctypes", "numpy")
+ROUTES = ("floor", "fjffi", "fjffi_waw", "cffi_api", "cffi_abi", "ctypes", "nanobind",
+          "pybind11", "numpy")
+# Routes other than fjffi's own and the floor: what "every peer" means.
+PEERS = ("cffi_api", "cffi_abi", "ctypes", "nanobind", "pybind11", "numpy")
 ROUTE_DOCS = {
     "floor": "fjffi._floor: the kernel called straight from Cython, no checks",
     "fjffi": "Call.invoke on arrays; end to end: fjffi.call",
+    "fjffi_waw": ("Call.invoke of the floor's negate registered by hand with "
+                  "writes_all_outputs=True (1M negate only)"),
     "cffi_api": "cffi API mode: a module compiled at run time",
     "cffi_abi": "cffi ABI mode: a function pointer called through libffi",
     "ctypes": "ctypes, argument types declared",
+    "nanobind": "nanobind extension built at run time (nb::ndarray arguments)",
+    "pybind11": "pybind11 extension built at run time (py::array_t arguments, noconvert)",
     "numpy": "np.negative(x, out=y)",
 }
 
@@ -153,19 +164,27 @@ def peer_cases() -> tuple[dict, dict]:
     """({(call, route): Case}, {route: why it is missing}) for the comparison."""
     x0 = np.array(21.0)
     x1k = np.arange(1000, dtype=np.float64)
-    want0, want1k = np.array(42.0), -x1k
+    x1m = np.arange(1_000_000, dtype=np.float64)
+    want0, want1k, want1m = np.array(42.0), -x1k, -x1m
     cases: dict = {}
     missing: dict = {}
 
+    # One output per size, shared by every route: separate 8 MB outputs sit
+    # on different pages (huge or not), which alone moved the 1M figures by
+    # up to 2x between routes.  Each check clears the output before its call.
+    y0, y1k, y1m = np.empty(()), np.empty(1000), np.empty(1_000_000)
+    y1m.fill(0)  # every page touched before any timing
+
     def preallocated(route, noop, double, negate):
-        """Cases of the three calls; double and negate take (x, y) and fill y."""
-        y0, y1k = np.empty(()), np.empty(1000)
-        d_args, n_args = double(x0, y0), negate(x1k, y1k)
+        """Cases of the calls; double and negate take (x, y) and fill y."""
+        d_args, n_args, m_args = double(x0, y0), negate(x1k, y1k), negate(x1m, y1m)
         cases["noop", route] = Case(*noop)
         cases["scalar_f64", route] = Case(d_args[0], d_args[1],
                                           check=_writes(*d_args, y0, want0))
         cases["negate_1k", route] = Case(n_args[0], n_args[1],
                                          check=_writes(*n_args, y1k, want1k))
+        cases["negate_1m", route] = Case(m_args[0], m_args[1],
+                                         check=_writes(*m_args, y1m, want1m))
 
     preallocated("floor", (_floor.noop,),
                  lambda x, y: (_floor.double_f64, (x, y)),
@@ -175,6 +194,14 @@ def peer_cases() -> tuple[dict, dict]:
     preallocated("fjffi", (invoke["noop"], ((), ())),
                  lambda x, y: (invoke["double_f64"], ((x,), (y,))),
                  lambda x, y: (invoke["negate"], ((x,), (y,))))
+
+    # A user's target declaring writes_all_outputs: the floor's negate, by hand.
+    waw = fjffi.Registry()
+    waw.register("negate", _floor.capsule("negate"), api_version=1, writes_all_outputs=True)
+    waw_invoke = fjffi.Call("negate", waw).invoke
+    cases["negate_1m", "fjffi_waw"] = Case(
+        waw_invoke, ((x1m,), (y1m,)), check=_writes(waw_invoke, ((x1m,), (y1m,)), y1m, want1m),
+        keep=waw)
 
     spec = (np.empty(()),)
 
@@ -228,9 +255,21 @@ def peer_cases() -> tuple[dict, dict]:
                  lambda x, y: (c_double, (c_ptrs(x), 1, c_ptrs(y), 1)),
                  lambda x, y: (c_negate, (c_desc(x), 1, c_desc(y), 1, c_ctx)))
 
-    y = np.empty(1000)
-    cases["negate_1k", "numpy"] = Case(np.negative, (x1k,), {"out": y},
-                                       check=_writes(np.negative, (x1k,), y, want1k, {"out": y}))
+    for route in ("nanobind", "pybind11"):
+        try:
+            ext = native.build(route)
+        except native.Unavailable as exc:
+            missing[route] = str(exc)
+            continue
+        ext.set_kernels(addresses["noop"][0], addresses["double_f64"][0],
+                        addresses["negate"][0])
+        preallocated(route, (ext.noop,), lambda x, y, e=ext: (e.double_f64, (x, y)),
+                     lambda x, y, e=ext: (e.negate, (x, y)))
+
+    for x, y, want in ((x1k, y1k, want1k), (x1m, y1m, want1m)):
+        cases[f"negate_{'1k' if x.size == 1000 else '1m'}", "numpy"] = Case(
+            np.negative, (x,), {"out": y},
+            check=_writes(np.negative, (x,), y, want, {"out": y}))
     return cases, missing
 
 

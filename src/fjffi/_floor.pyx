@@ -244,3 +244,159 @@ def spin(Py_ssize_t n):
             x ^= x << 17
             acc += x
     return acc
+
+
+# --- two threads resolving at once ----------------------------------------------
+
+cdef extern from *:
+    """
+    #include <pthread.h>
+    #include <stdatomic.h>
+    #include <string.h>
+    #include <time.h>
+    #include "registry.h"
+
+    /* One thread's share of a lookup run: n lookups of one name, timed in
+     * the thread's own CPU time, so a thread descheduled by other load on
+     * the machine is not charged for the wait. */
+    typedef struct fjffi_floor_lookups {
+        registry *reg;
+        registry_cache *cache; /* NULL: registry_get (read lock) */
+        const char *name;
+        size_t len;
+        uint64_t hash;
+        long n;
+        _Atomic int *go; /* 0: wait, 1: run, 2: give up */
+        double ns;
+        double cpu_ns, wall_start, wall_end; /* the thread's whole run */
+        long missing;
+    } fjffi_floor_lookups;
+
+    static double fjffi_floor_cpu_ns(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+        return ts.tv_sec * 1e9 + ts.tv_nsec;
+    }
+
+    static double fjffi_floor_wall_ns(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return ts.tv_sec * 1e9 + ts.tv_nsec;
+    }
+
+    static void *fjffi_floor_lookup_thread(void *arg) {
+        fjffi_floor_lookups *w = (fjffi_floor_lookups *)arg;
+        long missing = 0;
+        int go;
+        /* Spun, not slept on: both threads leave the wait at the same moment. */
+        while ((go = atomic_load_explicit(w->go, memory_order_acquire)) == 0)
+            ;
+        if (go != 1)
+            return NULL;
+        w->wall_start = fjffi_floor_wall_ns();
+        double t0 = fjffi_floor_cpu_ns();
+        if (w->cache) {
+            for (long i = 0; i < w->n; ++i)
+                missing += registry_cached_get(w->reg, w->cache, w->name, w->len, w->hash) == NULL;
+        } else {
+            for (long i = 0; i < w->n; ++i)
+                missing += registry_get(w->reg, w->name, w->len, w->hash) == NULL;
+        }
+        w->cpu_ns = fjffi_floor_cpu_ns() - t0;
+        w->wall_end = fjffi_floor_wall_ns();
+        w->ns = w->cpu_ns / (double)w->n;
+        w->missing = missing;
+        return NULL;
+    }
+
+    /* nthreads (1 or 2) threads looking name up n times each, started
+     * together; ns[k] is thread k's CPU ns per lookup, and *overlap the
+     * threads' CPU time over the wall time from the first start to the last
+     * end (2.0: two threads ran side by side throughout; near 1.0 on two
+     * threads: they took turns on one core, so nothing contended).  mode 0:
+     * registry_get; 1: registry_cached_get on one cache shared by the threads
+     * (one Call invoked from both); 2: a cache per thread (a Call each).
+     * Returns the number of failed lookups, or -1 if a thread did not start. */
+    static long fjffi_floor_lookup_run(registry *reg, int mode, const char *name, size_t len,
+                                       long n, int nthreads, double *ns, double *overlap) {
+        fjffi_floor_lookups w[2];
+        registry_cache caches[2];
+        pthread_t threads[2];
+        _Atomic int go = 0;
+        long missing = 0;
+        int started = 0;
+        memset(caches, 0, sizeof caches);
+        if (nthreads < 1 || nthreads > 2)
+            return -1;
+        for (int k = 0; k < nthreads; ++k) {
+            w[k].reg = reg;
+            w[k].cache = mode == 0 ? NULL : &caches[mode == 2 ? k : 0];
+            w[k].name = name;
+            w[k].len = len;
+            w[k].hash = registry_hash(name, len);
+            w[k].n = n;
+            w[k].go = &go;
+        }
+        /* Every cache filled before the timing: the steady state of a Call. */
+        for (int k = 0; k < nthreads; ++k)
+            if (w[k].cache)
+                registry_cached_get(reg, w[k].cache, name, len, w[k].hash);
+        for (int k = 0; k < nthreads; ++k) {
+            if (pthread_create(&threads[k], NULL, fjffi_floor_lookup_thread, &w[k]) != 0)
+                break;
+            ++started;
+        }
+        if (started < nthreads) {
+            atomic_store_explicit(&go, 2, memory_order_release);
+            for (int k = 0; k < started; ++k)
+                pthread_join(threads[k], NULL);
+            return -1;
+        }
+        atomic_store_explicit(&go, 1, memory_order_release);
+        double cpu = 0, first = 0, last = 0;
+        for (int k = 0; k < nthreads; ++k) {
+            pthread_join(threads[k], NULL);
+            ns[k] = w[k].ns;
+            missing += w[k].missing;
+            cpu += w[k].cpu_ns;
+            if (k == 0 || w[k].wall_start < first)
+                first = w[k].wall_start;
+            if (k == 0 || w[k].wall_end > last)
+                last = w[k].wall_end;
+        }
+        *overlap = last > first ? cpu / (last - first) : 0;
+        return missing;
+    }
+    """
+    long fjffi_floor_lookup_run(registry *reg, int mode, const char *name, size_t length,
+                                long n, int nthreads, double *ns, double *overlap) nogil
+
+
+LOOKUP_MODES = {"registry_get": 0, "cached_shared": 1, "cached_per_thread": 2}
+
+
+def lookups_ns(Registry reg not None, str name not None, str mode, int nthreads, long n):
+    """Per-thread CPU ns per lookup of name, nthreads (1 or 2) threads at once.
+
+    mode: "registry_get" (the read lock), "cached_shared" (registry_cached_get
+    on one cache both threads read, as one Call invoked from two threads) or
+    "cached_per_thread" (a cache each).  Returns ([ns per lookup of each
+    thread], overlap): overlap is the threads' CPU time over the wall time
+    they spanned, 2.0 when two threads truly ran at once throughout."""
+    cdef bytes encoded = name.encode()
+    cdef const char *cname = encoded
+    cdef size_t clen = len(encoded)
+    cdef int m = LOOKUP_MODES[mode]
+    cdef double ns[2]
+    cdef double overlap = 0
+    cdef long missing
+    if n <= 0 or nthreads not in (1, 2):
+        raise ValueError("need n > 0 and 1 or 2 threads")
+    with nogil:
+        missing = fjffi_floor_lookup_run(<registry *>reg.reg, m, cname, clen, n, nthreads, ns,
+                                         &overlap)
+    if missing < 0:
+        raise OSError("could not start the lookup threads")
+    if missing:
+        raise LookupError(f"{missing} lookups of {name!r} found nothing")
+    return [ns[k] for k in range(nthreads)], overlap
