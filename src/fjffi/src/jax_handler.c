@@ -207,14 +207,19 @@ static XLA_FFI_Error *empty_handler(XLA_FFI_CallFrame *frame) {
 }
 
 static PyObject *handler_address(PyObject *self, PyObject *unused) {
+    (void)self;
+    (void)unused;
     return PyLong_FromVoidPtr((void *)handler);
 }
 
 static PyObject *empty_handler_address(PyObject *self, PyObject *unused) {
+    (void)self;
+    (void)unused;
     return PyLong_FromVoidPtr((void *)empty_handler);
 }
 
 static PyObject *registry_index(PyObject *self, PyObject *registry) {
+    (void)self;
     PyObject *core = PyImport_ImportModule("fjffi._core");
     if (core == NULL) return NULL;
     PyObject *cls = PyObject_GetAttrString(core, "Registry");
@@ -260,8 +265,11 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "fjffi._jax_handler",
-    "The XLA FFI handler behind fjffi.jax (needs no jax to import).", -1, methods,
+    .m_base = PyModuleDef_HEAD_INIT,
+    .m_name = "fjffi._jax_handler",
+    .m_doc = "The XLA FFI handler behind fjffi.jax (needs no jax to import).",
+    .m_size = -1,
+    .m_methods = methods,
 };
 
 PyMODINIT_FUNC PyInit__jax_handler(void) {
@@ -271,5 +279,13 @@ PyMODINIT_FUNC PyInit__jax_handler(void) {
         PyErr_SetString(PyExc_ImportError, "this fjffi core exports no invoke in its C API");
         return NULL;
     }
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+#ifdef Py_GIL_DISABLED
+    /* The handler keeps no Python state of its own between calls. */
+    if (m != NULL && PyUnstable_Module_SetGIL(m, Py_MOD_GIL_NOT_USED) != 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+#endif
+    return m;
 }
