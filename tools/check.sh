@@ -98,7 +98,7 @@ freethreaded() {
   local py rc=0
   py=$(bash "$root/../shared/tools/free-threaded-python.sh" | tail -1) || return 1
   "$py" -m pip install -q --disable-pip-version-check --no-build-isolation \
-    -Cbuild-dir="$work/build-ft" "$root[test]" || return 1
+    -Cbuild-dir="$work/build-ft" "$root[test-core]" || return 1
   local pytest=("$py" -W error::RuntimeWarning -m pytest -p no:cacheprovider -q)
   echo "--- GIL off (PYTHON_GIL=0)"
   PYTHON_GIL=0 FJFFI_REQUIRE_NO_GIL=1 in_work "${pytest[@]}" "$root/tests/test_threads.py" \
