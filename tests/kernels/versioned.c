@@ -1,6 +1,7 @@
 /*
  * One kernel, built twice with a different VERSION: output 0 (int64 scalar)
- * = VERSION, then a sleep of input 0 (int64) microseconds.  Loaded and
+ * = VERSION, then a sleep of input 0 (int64) microseconds, or, for a
+ * negative input 0, a wait until the caller sets it to 0.  Loaded and
  * unloaded by tests/test_replace.py, which checks which version ran and
  * that a released library really leaves the process.
  */
@@ -20,6 +21,13 @@ int32_t versioned(const fjffi_buffer *inputs, size_t n_inputs, const fjffi_buffe
     memcpy(&us, inputs[0].data, sizeof us);
     /* Written first, so a test can see that the call is inside the kernel. */
     memcpy(outputs[0].data, &version, sizeof version);
+    if (us < 0) {
+        /* A gate: wait (30 s at most) until the caller sets input 0 to 0. */
+        struct timespec step = {0, 1000000};
+        for (int i = 0; i < 30000 && *(volatile const int64_t *)inputs[0].data < 0; ++i)
+            nanosleep(&step, NULL);
+        return 0;
+    }
     struct timespec pause = {us / 1000000, (us % 1000000) * 1000};
     if (us > 0) nanosleep(&pause, NULL);
     return 0;
