@@ -1,7 +1,7 @@
 """The bad input catalogue: every malformed input a user can hand fjffi.
 
 Each case builds fresh objects, hands them to fjffi and names the exact
-exception DESIGN.md's table gives for it.  After every case, each buffer
+exception docs/reference.md's error table gives for it.  After every case, each buffer
 handed in is byte-for-byte what it was, except outputs of a call that failed
 after its kernel ran, which are zeroed; and no registry has changed.
 """
@@ -30,7 +30,7 @@ from fjffi import (
     _testing,
 )
 
-# The builtin each fjffi error also derives from (DESIGN.md, "Errors").
+# The builtin each fjffi error also derives from (docs/reference.md, "Errors").
 ALSO_A = {
     TargetNotFoundError: LookupError,
     DuplicateTargetError: ValueError,

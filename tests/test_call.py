@@ -1,5 +1,5 @@
 """Call.invoke and fjffi.call: every step of "The call, step by step" in
-DESIGN.md, both ABIs, and the layouts an output may and may not have.
+docs/reference.md, both ABIs, and the layouts an output may and may not have.
 
 Ported from fj-ffi's call.rs tests, plus the Python-side contract.
 """

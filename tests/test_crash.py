@@ -1,4 +1,4 @@
-"""Crash containment (seed threat T7): a kernel that segfaults still takes the
+"""Crash containment (docs/design.md, threat T7): a kernel that segfaults still takes the
 process down, as the seed accepts, but loudly.  Each crash runs in a child
 interpreter with faulthandler on."""
 

@@ -1,4 +1,4 @@
-"""The error table of DESIGN.md: each exception raised for the case it
+"""The error table of docs/reference.md: each exception raised for the case it
 names, with its fields, its builtin base, an actionable message, and a
 pickle round trip (errors cross process boundaries in worker pools).
 

@@ -4,7 +4,7 @@ Nothing here touches memory: a source is turned into an integer address
 and the object that owns the code, and fjffi._core does the rest.  Where a
 source declares a C signature (ctypes ``restype``/``argtypes``, cffi
 ``ffi.typeof``), it is checked against the signature of the chosen
-api_version first (seed threat T3, type confusion).
+api_version first (docs/design.md, threat T3: type confusion).
 """
 
 from __future__ import annotations
