@@ -302,3 +302,14 @@ def test_jax_arrays_are_inputs_but_never_outputs():
     # A jax array is immutable, and its DLPack does not say so: refused.
     with pytest.raises(LayoutError):
         negate(np.zeros(5, np.float32), jnp.zeros(5, jnp.float32))
+
+
+def test_tvm_ffi_tensors_in_and_out():
+    """tvm-ffi tensors (a test extra), as input and as a writable output, no copy."""
+    tvm_ffi = pytest.importorskip("tvm_ffi", reason="apache-tvm-ffi has no free-threaded build")
+    x, y = np.arange(5.0), np.zeros(5)
+    tx, ty = tvm_ffi.from_dlpack(x), tvm_ffi.from_dlpack(y)
+    fjffi.Call("negate").invoke((tx,), (ty,))
+    np.testing.assert_array_equal(y, -x)  # written through the tensor's own memory
+    (out,) = fjffi.call("negate", (tx,), (x,))
+    np.testing.assert_array_equal(out, -x)
