@@ -186,6 +186,15 @@ if numba is not None:
 
     _invoke_c = _c_api_invoke()
 
+    @intrinsic
+    def _keep_alive(typingctx, array):
+        """A use of array that nothing optimises away: numba frees an array
+        after its last use, and a pointer taken from .ctypes.data is none."""
+        def codegen(context, builder, signature, args):
+            return context.get_dummy_value()
+
+        return types.none(array), codegen
+
     def _code_of(arr):
         pass
 
@@ -239,6 +248,9 @@ if numba is not None:
                            _voidptr(descs.ctypes.data + n_in * BUFFER_SIZE), n_out,
                            _voidptr(code.ctypes.data), _voidptr(message.ctypes.data),
                            message.size)
+        # The C call saw only pointers: the arrays must live until it returns.
+        _keep_alive(descs)
+        _keep_alive(shapes)
         return status, code[0]
 
 
