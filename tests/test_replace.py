@@ -241,3 +241,25 @@ def test_fjffi_call_outputs_start_zeroed():
         del junk
         (out,) = fjffi.call("noop", (), (np.empty(1000),))
         assert not out.any()
+
+
+def test_no_resize_of_a_buffer_under_a_call_without_the_gil(libraries):
+    """numpy's resize(refcheck=True) moves an array's memory only when it
+    counts no reference but its own: the call's tuple of outputs is one."""
+    reg = Registry()
+    register(reg, "k", libraries[1])
+    box = {"out": np.zeros((), np.int64)}  # the array's one reference outside the call
+    gate = np.array(-1, np.int64)
+    worker = threading.Thread(target=lambda: Call("k", reg).invoke((gate,), (box["out"],)))
+    worker.start()
+    try:
+        deadline = time.monotonic() + 30
+        while int(box["out"]) != 1:
+            assert time.monotonic() < deadline, "the call never started"
+            time.sleep(0.001)
+        with pytest.raises(ValueError):
+            box["out"].resize(1000)  # refcheck=True: refused while the call holds it
+    finally:
+        gate[()] = 0
+        worker.join()
+    box["out"].resize(1000)  # once the call is over, it may

@@ -89,13 +89,23 @@ else
   # test_fork.py: TSan does not support fork() in a threaded process (its
   # model keeps the parent's lock states in the child, where fjffi's fork
   # handler re-creates the registry locks), so it reports what cannot happen.
+  # test_jax.py and test_numba.py are left out too: their threads meet in
+  # jaxlib's and numba's own runtimes, which are not instrumented, so TSan
+  # cannot see how they synchronise and reports races that are not there.
   mapfile -t tests < <(grep -lE 'threading|ThreadPoolExecutor|concurrent\.futures' \
                          "$root"/tests/test_*.py "$root"/tests/adversarial/test_*.py \
-                         | grep -v '/test_fork\.py$' | sort)
+                         | grep -vE '/test_(fork|jax|numba)\.py$' | sort)
   # Races on purpose, which TSan rightly reports (tools/tsan_canary.c does
   # the same job below): the control that shows a thread-unsafe kernel
   # overlapping itself when registered thread_safe=True.
   tests+=(--deselect tests/test_threads.py::test_released_gil_lets_calls_overlap)
+  # An array resized by one thread after another's call read its shape:
+  # the GIL orders the two, but CPython is not instrumented, so TSan cannot
+  # see it (the test checks that nothing breaks; ASan runs it too).
+  tests+=(--deselect "tests/adversarial/test_lifetime.py::test_inputs_changed_under_running_calls[array_resized]")
+  # fork() in a threaded process, which TSan does not support (see above).
+  tests+=(--deselect tests/test_stats.py::test_readable_in_a_forked_child
+          --deselect tests/test_isolate.py::test_a_forked_child_gets_its_own_worker_and_leaves_the_parents)
 fi
 
 cd "$work"   # never the source tree: the tests import the installed fjffi
