@@ -264,7 +264,8 @@ def test_numpy_through_its_own_dlpack():
 
 
 def test_torch_tensors_in_and_out():
-    torch = pytest.importorskip("torch")  # no test extra (a GPU build of GBs on PyPI); CI installs a CPU one
+    # torch is no test extra (on PyPI a GPU build of GBs); CI installs a CPU one.
+    torch = pytest.importorskip("torch")
     for dtype in [torch.float64, torch.float32, torch.float16, torch.bfloat16, torch.int64,
                   torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool,
                   torch.complex64, torch.complex128]:
