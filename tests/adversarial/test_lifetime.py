@@ -3,6 +3,7 @@ by another thread while calls run, registries dropped while Calls on them
 live."""
 
 import gc
+import os
 
 import numpy as np
 import pytest
@@ -214,7 +215,11 @@ print("ok")
 
 @pytest.fixture(scope="module")
 def race_results():
-    return run_snippets(RACE_SNIPPETS)
+    # Under TSan (tools/sanitize.sh deselects that case) the resize race is
+    # not run at all: the GIL orders it, but CPython is not instrumented.
+    tsan = os.environ.get("FJFFI_SANITIZER") == "thread"
+    return run_snippets({k: v for k, v in RACE_SNIPPETS.items()
+                         if not (tsan and k == "array_resized")})
 
 
 @pytest.mark.parametrize("case", RACE_SNIPPETS)
