@@ -96,18 +96,23 @@ static int span_is(const XLA_FFI_ByteSpan *s, const char *what) {
     return s->len == n && memcmp(s->ptr, what, n) == 0;
 }
 
+/* Answer XLA's question of which API version a handler was written for;
+ * 1 when the frame was that question. */
+static int answered_version_query(XLA_FFI_CallFrame *frame) {
+    if (frame->extension_start == NULL ||
+        frame->extension_start->type != XLA_FFI_Extension_Metadata)
+        return 0;
+    XLA_FFI_Metadata *m = ((XLA_FFI_Metadata_Extension *)frame->extension_start)->metadata;
+    m->api_version.struct_size = FJFFI_XLA_STRUCT_END(XLA_FFI_Api_Version, minor_version);
+    m->api_version.extension_start = NULL;
+    m->api_version.major_version = FJFFI_XLA_API_MAJOR;
+    m->api_version.minor_version = FJFFI_XLA_API_MINOR;
+    m->traits = 0;
+    return 1;
+}
+
 static XLA_FFI_Error *handler(XLA_FFI_CallFrame *frame) {
-    if (frame->extension_start != NULL &&
-        frame->extension_start->type == XLA_FFI_Extension_Metadata) {
-        /* XLA asks which API version the handler was written for. */
-        XLA_FFI_Metadata *m = ((XLA_FFI_Metadata_Extension *)frame->extension_start)->metadata;
-        m->api_version.struct_size = FJFFI_XLA_STRUCT_END(XLA_FFI_Api_Version, minor_version);
-        m->api_version.extension_start = NULL;
-        m->api_version.major_version = FJFFI_XLA_API_MAJOR;
-        m->api_version.minor_version = FJFFI_XLA_API_MINOR;
-        m->traits = 0;
-        return NULL;
-    }
+    if (answered_version_query(frame)) return NULL;
     if (frame->stage != XLA_FFI_ExecutionStage_EXECUTE) return NULL;
 
     const XLA_FFI_ByteSpan *name = NULL;
@@ -194,15 +199,7 @@ static XLA_FFI_Error *handler(XLA_FFI_CallFrame *frame) {
 /* The floor of any XLA FFI handler: answers the version query, does nothing
  * else.  The benchmarks measure fjffi's handler against it. */
 static XLA_FFI_Error *empty_handler(XLA_FFI_CallFrame *frame) {
-    if (frame->extension_start != NULL &&
-        frame->extension_start->type == XLA_FFI_Extension_Metadata) {
-        XLA_FFI_Metadata *m = ((XLA_FFI_Metadata_Extension *)frame->extension_start)->metadata;
-        m->api_version.struct_size = FJFFI_XLA_STRUCT_END(XLA_FFI_Api_Version, minor_version);
-        m->api_version.extension_start = NULL;
-        m->api_version.major_version = FJFFI_XLA_API_MAJOR;
-        m->api_version.minor_version = FJFFI_XLA_API_MINOR;
-        m->traits = 0;
-    }
+    answered_version_query(frame);
     return NULL;
 }
 
