@@ -193,13 +193,20 @@ def test_calls_race_replace_and_unregister(libraries):
     threads = [threading.Thread(target=caller) for _ in range(4)]
     for thread in threads:
         thread.start()
+    # At least 300 swaps, and on until the callers have run both versions: on
+    # a loaded machine the callers may not be scheduled during the first 300.
+    deadline = time.monotonic() + 60
     try:
-        for i in range(300):
+        i = 0
+        while i < 300 or (not {1, 2} <= seen and time.monotonic() < deadline):
             if i % 3 == 2:
                 reg.unregister("k")
                 register(reg, "k", libraries[1 + i % 2])
             else:
                 register(reg, "k", libraries[1 + i % 2], replace=True)
+            i += 1
+            if i >= 300:
+                time.sleep(0.001)  # let the callers run between swaps
     finally:
         stop.set()
         for thread in threads:
