@@ -270,3 +270,65 @@ def test_no_resize_of_a_buffer_under_a_call_without_the_gil(libraries):
         gate[()] = 0
         worker.join()
     box["out"].resize(1000)  # once the call is over, it may
+
+
+def _private_name(prefix):
+    # Unique per thread: pytest-run-parallel runs each test on several
+    # threads against the one default registry.
+    return f"{prefix}_{threading.get_ident()}"
+
+
+def test_fjffi_call_by_name_sees_replace_and_unregister():
+    """fjffi.call keeps a Call per name of the default registry; each call
+    still runs what the name holds at that moment."""
+    reg, name = fjffi.default_registry, _private_name("call_cache")
+    ones = (np.ones(2),)
+    reg.register_callback(name, lambda x: x * 2)
+    try:
+        assert fjffi.call(name, ones, (np.zeros(2),))[0].tolist() == [2, 2]
+        reg.register_callback(name, lambda x: x * 5, replace=True)
+        assert fjffi.call(name, ones, (np.zeros(2),))[0].tolist() == [5, 5]
+        reg.unregister(name)
+        with pytest.raises(TargetNotFoundError):
+            fjffi.call(name, ones, (np.zeros(2),))
+        reg.register_callback(name, lambda x: x * 7)
+        assert fjffi.call(name, ones, (np.zeros(2),))[0].tolist() == [7, 7]
+    finally:
+        if name in reg.names():
+            reg.unregister(name)
+
+
+def test_fjffi_call_by_name_takes_no_str_subclass():
+    """A str subclass could claim to equal every name and find another
+    name's Call: fjffi.call refuses it (names are exactly str)."""
+
+    class Liar(str):
+        def __eq__(self, other):
+            return True
+
+        def __hash__(self):
+            return hash("negate")
+
+    (out,) = fjffi.call("negate", (np.ones(2),), (np.zeros(2),))  # "negate" is known now
+    assert out.tolist() == [-1, -1]
+    with pytest.raises(TypeError, match="expected str, got Liar"):
+        fjffi.call(Liar("no_such_target"), (np.ones(2),), (np.zeros(2),))
+
+
+def test_fjffi_call_by_name_after_more_names_than_it_keeps():
+    """Calling more distinct names than fjffi.call keeps Calls for (1024)
+    drops the kept ones and goes on resolving every name right."""
+    reg, prefix = fjffi.default_registry, _private_name("call_many")
+    names = [f"{prefix}_{k}" for k in range(1100)]
+    for k, name in enumerate(names):
+        reg.register_callback(name, lambda x, k=k: x + k)
+    try:
+        for rounds in range(2):
+            for k in (0, 1, 1023, 1024, 1099):
+                (out,) = fjffi.call(names[k], (np.zeros(1),), (np.zeros(1),))
+                assert out.tolist() == [k], (rounds, k)
+            for name in names:
+                fjffi.call(name, (np.zeros(1),), (np.zeros(1),))
+    finally:
+        for name in names:
+            reg.unregister(name)

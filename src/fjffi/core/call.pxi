@@ -88,9 +88,9 @@ cdef class Call:
         failure the outputs are left zeroed (or untouched, if validation
         failed first).
         """
-        self.check_ready()
-        invoke_target(self.name, self.registry, &self.cache, self.cname, self.clen, self.hash,
-                      self.guard, False, inputs, outputs)
+        if self.cname == NULL:
+            self.check_ready()
+        invoke_target(self, self.guard, False, inputs, outputs)
 
 
 cdef inline tuple as_buffers(object seq, str which):
@@ -103,55 +103,123 @@ cdef inline tuple as_buffers(object seq, str which):
     raise TypeError(f"{which} must be a tuple or a list of buffers, not {type(seq).__name__}")
 
 
-cdef int invoke_target(str name, Registry registry, registry_cache *cache, const char *cname,
-                       Py_ssize_t clen, uint64_t hash, bint guard, bint zeroed, object inputs,
+cdef int invoke_target(Call c, bint guard, bint zeroed, object inputs,
                        object outputs) except -1:
-    """Resolve (through cache when there is one), then run.  zeroed: the
-    outputs are fresh zeroed memory, so the scrub before the kernel is moot."""
-    cdef const registry_target *t
-    if cache != NULL:
-        t = registry_cached_get(reg_of(registry), cache, cname, clen, hash)
-    else:
-        t = registry_get(reg_of(registry), cname, clen, hash)
+    """Resolve c's name through its cache, then run.  zeroed: the outputs
+    are fresh zeroed memory, so the scrub before the kernel is moot.  The
+    Call is passed whole, and its name read only to say what went wrong:
+    no reference counting of its fields on the way."""
+    cdef Frame f
+    cdef const registry_target *t = registry_cached_get(reg_of(c.registry), &c.cache, c.cname,
+                                                        c.clen, c.hash)
     if t == NULL:
-        raise TargetNotFoundError(name, registry.names())
+        raise TargetNotFoundError(c.name, c.registry.names())
     # Held for the call: what owns the target's code stays alive even if the
     # target is unregistered or replaced meanwhile.
     cdef object holder = <object>t.record
+    # The common call, tuples of at most STACK_BUFFERS buffers a side, has
+    # its whole frame on the stack and nothing to free.
+    if (type(inputs) is tuple and type(outputs) is tuple
+            and frame_on_stack(&f, PyTuple_GET_SIZE(inputs), PyTuple_GET_SIZE(outputs))):
+        return run(c, guard, zeroed or t.writes_all_outputs, t, <tuple>inputs,
+                   <tuple>outputs, &f)
+    return invoke_copied(c, guard, zeroed or t.writes_all_outputs, t, inputs, outputs)
+
+
+cdef int invoke_copied(Call c, bint guard, bint unscrubbed, const registry_target *t,
+                       object inputs, object outputs) except -1:
+    """invoke_target for lists, and for more buffers than the stack frame
+    holds.  A tuple holds its items for the whole call; a list could be
+    emptied by another thread while the kernel runs without the GIL, so a
+    list is copied to a tuple."""
+    cdef Frame f
     cdef tuple ins = as_buffers(inputs, "inputs")
     cdef tuple outs = as_buffers(outputs, "outputs")
-    cdef Frame f
     frame_init(&f, len(ins), len(outs))
     try:
-        run(name, guard, zeroed or t.writes_all_outputs, t, ins, outs, &f)
+        run(c, guard, unscrubbed, t, ins, outs, &f)
     finally:
-        if f.heap != NULL:  # the common frame is all on the stack
+        if f.heap != NULL:
             PyMem_Free(f.heap)
     return 0
 
 
-cdef inline int run(str name, bint guard, bint unscrubbed, const registry_target *t,
+cdef inline int run(Call c, bint guard, bint unscrubbed, const registry_target *t,
                     tuple inputs, tuple outputs, Frame *f) except -1:
     """Steps 2 to 6 of the call: validate, zero, run, check (docs/reference.md).
     unscrubbed: the outputs need no zeroing before the kernel (they are
     fresh, or the kernel writes all of them); after a failure they are
     zeroed all the same."""
+    cdef size_t moved = 0
+    cdef object owner  # holds every buffer of the frame until the call returns
+    if describe_in_place(c, inputs, outputs, f, &moved):
+        if t.contract != NULL and not contract_holds(<const fjffi_raw_contract *>t.contract, f):
+            refuse_contract(c.name, <const fjffi_raw_contract *>t.contract, f)
+        owner = inputs
+    else:
+        owner = describe_converting(c, t, inputs, outputs, f, &moved)
+    return execute(c, guard, unscrubbed, t, owner, f, moved)
+
+
+cdef inline int describe_in_place(Call c, tuple inputs, tuple outputs, Frame *f,
+                                  size_t *moved) except -1:
+    """Describe and check every buffer of the call where all of them are
+    described in place (Buffers, native contiguous arrays, Python scalars):
+    1.  At the first buffer that needs more, 0: describe_converting then
+    starts over, and checks the same things in the same order."""
+    cdef size_t i, j
+    for i in range(f.n_inputs):
+        if (describe_buffer(inputs[i], &f.inputs[i]) < 0
+                and describe_scalar(inputs[i], &f.inputs[i], f.scalars + 2 * i) < 0):
+            return 0
+        if f.inputs[i].dtype == FJFFI_BOOL:
+            check_input_bools(c.name, f, i)
+        moved[0] += f.inputs[i].nbytes
+    for i in range(f.n_outputs):
+        if describe_buffer(outputs[i], &f.outputs[i]) != 0:
+            return 0
+        for j in range(f.n_inputs):
+            if fjffi_overlaps(&f.outputs[i], &f.inputs[j]):
+                raise_overlap(c.name, i, j, True)
+        for j in range(i):
+            if fjffi_overlaps(&f.outputs[i], &f.outputs[j]):
+                raise_overlap(c.name, i, j, False)
+        moved[0] += f.outputs[i].nbytes
+    return 1
+
+
+cdef int check_input_bools(str name, Frame *f, size_t i) except -1:
+    cdef Py_ssize_t bad = fjffi_first_bad_bool(<uint8_t *>f.inputs[i].data, f.inputs[i].nbytes)
+    if bad >= 0:
+        raise InvalidBoolByteError(i, bad, (<uint8_t *>f.inputs[i].data)[bad],
+                                   f"{name}: input {i}")
+    return 0
+
+
+cdef int raise_overlap(str name, size_t i, size_t j, bint with_input) except -1:
+    if with_input:
+        raise LayoutError(f"{name}: output {i} overlaps input {j}; outputs "
+                          "are zeroed before the call, so they must not alias")
+    raise LayoutError(f"{name}: output {i} overlaps output {j}")
+
+
+cdef object describe_converting(Call c, const registry_target *t, tuple inputs, tuple outputs,
+                                Frame *f, size_t *moved):
+    """Describe and check every buffer of a call with one that is not
+    described in place: a DLPack object, or anything marshal copies into a
+    Buffer.  Returns what holds all the buffers: inputs, or inputs and
+    what was made for the call."""
     cdef size_t i, j
     cdef int state
-    cdef Py_ssize_t bad
-    cdef fjffi_context ctx
-    cdef int32_t rc
-    cdef size_t moved = 0
     cdef list converted = None
     cdef list unpinned = None
+    cdef str name = c.name
+    moved[0] = 0  # it starts over where describe_in_place stopped counting
 
     for i in range(f.n_inputs):
         obj = inputs[i]
         if (describe_buffer(obj, &f.inputs[i]) < 0
                 and describe_scalar(obj, &f.inputs[i], f.scalars + 2 * i) < 0):
-            # Slow path: a DLPack object described in place, or a copy into
-            # a native, contiguous Buffer; either kept alive by `converted`
-            # until the call returns.
             if has_dlpack(obj):
                 keep = describe_dlpack(obj, &f.inputs[i], False, (name, "input", i), False)
                 if keep is None:  # pinned below if the kernel may run unguarded
@@ -169,11 +237,8 @@ cdef inline int run(str name, bint guard, bint unscrubbed, const registry_target
                 converted.append(obj)
                 describe_buffer(obj, &f.inputs[i])
         if f.inputs[i].dtype == FJFFI_BOOL:
-            bad = fjffi_first_bad_bool(<uint8_t *>f.inputs[i].data, f.inputs[i].nbytes)
-            if bad >= 0:
-                raise InvalidBoolByteError(i, bad, (<uint8_t *>f.inputs[i].data)[bad],
-                                           f"{name}: input {i}")
-        moved += f.inputs[i].nbytes
+            check_input_bools(name, f, i)
+        moved[0] += f.inputs[i].nbytes
     for i in range(f.n_outputs):
         obj = outputs[i]
         state = describe_buffer(obj, &f.outputs[i])
@@ -186,15 +251,15 @@ cdef inline int run(str name, bint guard, bint unscrubbed, const registry_target
             refuse_output(name, i, obj)
         for j in range(f.n_inputs):
             if fjffi_overlaps(&f.outputs[i], &f.inputs[j]):
-                raise LayoutError(f"{name}: output {i} overlaps input {j}; outputs "
-                                  "are zeroed before the call, so they must not alias")
+                raise_overlap(name, i, j, True)
         for j in range(i):
             if fjffi_overlaps(&f.outputs[i], &f.outputs[j]):
-                raise LayoutError(f"{name}: output {i} overlaps output {j}")
-        moved += f.outputs[i].nbytes
-    if t.contract != NULL:
-        check_contract(name, <const fjffi_raw_contract *>t.contract, f)
-    if unpinned is not None and (t.is_callback or not t.thread_safe or releases_gil(t, moved)):
+                raise_overlap(name, i, j, False)
+        moved[0] += f.outputs[i].nbytes
+    if t.contract != NULL and not contract_holds(<const fjffi_raw_contract *>t.contract, f):
+        refuse_contract(name, <const fjffi_raw_contract *>t.contract, f)
+    if unpinned is not None and (t.is_callback or not t.thread_safe
+                                 or releases_gil(t, moved[0])):
         # Other Python threads may run before the kernel returns, and a
         # DLPack producer's table gave pointers without holding the memory:
         # hold it now, through the producer's managed tensor.
@@ -203,31 +268,80 @@ cdef inline int run(str name, bint guard, bint unscrubbed, const registry_target
         for i in unpinned:
             converted.append(describe_dlpack(inputs[i], &f.inputs[i], False, (name, "input", i),
                                              True))
+    return inputs if converted is None else (inputs, converted)
 
-    if t.is_callback:
-        run_callback(name, t, inputs if converted is None else (inputs, converted), f)
+
+cdef inline int execute(Call c, bint guard, bint unscrubbed, const registry_target *t,
+                        object owner, Frame *f, size_t moved) except -1:
+    """Steps 4 to 6 on a validated frame: zero, run, check.  owner holds
+    every buffer of the frame (a callback's views keep it alive).  Inline,
+    so the common call (a thread-safe C kernel, unguarded) is a few branches
+    and the kernel's own call; the rest is in execute_other."""
+    cdef size_t i
+    cdef fjffi_context ctx
+    cdef int32_t rc
+    if t.is_callback or guard or not t.thread_safe:
+        return execute_other(c, guard, unscrubbed, t, owner, f, moved)
+    ctx.message[0] = 0
+    if releases_gil(t, moved):
+        with nogil:
+            if not unscrubbed:
+                zero_outputs(f)  # a large scrub need not hold the GIL either
+            rc = run_kernel(t, f, &ctx)
     else:
-        ctx.message[0] = 0
-        if guard:
-            rc = run_guarded(name, t, f, &ctx, releases_gil(t, moved))
-        else:
-            # Nothing between lock and unlock can raise.
-            if not t.thread_safe:
-                lock_target(name, t)
-            if releases_gil(t, moved):
-                with nogil:
-                    if not unscrubbed:
-                        zero_outputs(f)  # a large scrub need not hold the GIL either
-                    rc = run_kernel(t, f, &ctx)
-            else:
+        if not unscrubbed:
+            zero_outputs(f)
+        rc = run_kernel(t, f, &ctx)
+    if rc != 0:
+        return raise_failed(c.name, t, f, rc, &ctx)
+    for i in range(f.n_outputs):
+        if f.outputs[i].dtype == FJFFI_BOOL:
+            return check_output_bools(c.name, f)
+    return 0
+
+
+cdef int execute_other(Call c, bint guard, bint unscrubbed, const registry_target *t,
+                       object owner, Frame *f, size_t moved) except -1:
+    """execute for a callback, a guarded call or a target that is not
+    thread-safe."""
+    cdef fjffi_context ctx
+    cdef int32_t rc
+    cdef str name = c.name
+    if t.is_callback:
+        run_callback(name, t, owner, f)
+        return check_output_bools(name, f)
+    ctx.message[0] = 0
+    if guard:
+        rc = run_guarded(name, t, f, &ctx, releases_gil(t, moved))
+    else:
+        # Nothing between lock and unlock can raise.
+        lock_target(name, t)
+        if releases_gil(t, moved):
+            with nogil:
                 if not unscrubbed:
                     zero_outputs(f)
                 rc = run_kernel(t, f, &ctx)
-            if not t.thread_safe:
-                unlock_target(t)
-        if rc != 0:
-            zero_outputs(f)
-            raise CallFailedError(name, rc, failure_message(t, rc, &ctx))
+        else:
+            if not unscrubbed:
+                zero_outputs(f)
+            rc = run_kernel(t, f, &ctx)
+        unlock_target(t)
+    if rc != 0:
+        return raise_failed(name, t, f, rc, &ctx)
+    return check_output_bools(name, f)
+
+
+cdef int raise_failed(str name, const registry_target *t, Frame *f, int32_t rc,
+                      fjffi_context *ctx) except -1:
+    zero_outputs(f)
+    raise CallFailedError(name, rc, failure_message(t, rc, ctx))
+
+
+cdef int check_output_bools(str name, Frame *f) except -1:
+    """A kernel's bool outputs hold only 0 or 1; otherwise the outputs are
+    zeroed and InvalidBoolByteError raised."""
+    cdef size_t i
+    cdef Py_ssize_t bad
     for i in range(f.n_outputs):
         if f.outputs[i].dtype == FJFFI_BOOL:
             bad = fjffi_first_bad_bool(<uint8_t *>f.outputs[i].data, f.outputs[i].nbytes)
@@ -247,15 +361,31 @@ cdef str failure_message(const registry_target *t, int32_t rc, fjffi_context *ct
     return f"extern function returned code {rc}"
 
 
+# fjffi.call's Calls on the default registry, by name: the name's UTF-8,
+# hash and the Call's resolution cache are then made once, not on every
+# call.  Bounded, so a program calling ever new names does not grow it.
+cdef dict CALLS = {}
+cdef enum:
+    CALLS_MAX = 1024
+
+
 def call(str name not None, inputs, results, Registry registry=None):
     """Marshal inputs, allocate outputs like results, invoke, return the outputs.
 
     results: a tuple or list of objects with ``.shape`` and ``.dtype``
     (arrays, or any spec).  Returns a tuple of numpy arrays.
     """
-    cdef const char *cname
-    cdef Py_ssize_t clen, i, n
-    check_name(name, &cname, &clen)
+    cdef Py_ssize_t i, n
+    cdef Call c = None
+    cdef bint fresh = False
+    # name is exactly str (a subclass is refused above): a subclass could
+    # make the lookup by name find another name's Call.
+    cdef bint cached = registry is None or registry is default_registry
+    if cached:
+        c = <Call>CALLS.get(name)
+    if c is None:
+        c = Call(name, registry)
+        fresh = cached
     cdef tuple specs = as_buffers(results, "results")
     n = len(specs)
     # Filled in place: no list on the way to the tuple (this is the path of
@@ -265,8 +395,11 @@ def call(str name not None, inputs, results, Registry registry=None):
         out = new_output(specs[i], i)
         Py_INCREF(out)
         PyTuple_SET_ITEM(outputs, i, out)
-    invoke_target(name, default_registry if registry is None else registry, NULL, cname, clen,
-                  registry_hash(cname, clen), GUARD_DEFAULT, True, inputs, outputs)
+    invoke_target(c, GUARD_DEFAULT, True, inputs, outputs)
+    if fresh:  # kept only once its name resolved and ran
+        if len(CALLS) >= CALLS_MAX:
+            CALLS.clear()
+        CALLS[name] = c
     return outputs
 
 

@@ -31,23 +31,36 @@ cdef struct Frame:
     void *heap
 
 
-cdef int frame_init(Frame *f, size_t n_inputs, size_t n_outputs) except -1:
+cdef inline bint frame_on_stack(Frame *f, size_t n_inputs, size_t n_outputs) noexcept:
+    """Set f up on its own stack arrays when n_inputs and n_outputs fit
+    there; false, leaving f to frame_init, when they do not."""
+    if n_inputs > STACK_BUFFERS or n_inputs + n_outputs > 2 * STACK_BUFFERS:
+        return False
     f.heap = NULL
     f.n_inputs = n_inputs
     f.n_outputs = n_outputs
+    f.inputs = f.stack
+    f.pointers = f.pointer_stack
+    f.scalars = f.scalar_stack
+    f.outputs = f.stack + n_inputs
+    return True
+
+
+cdef int frame_init(Frame *f, size_t n_inputs, size_t n_outputs) except -1:
+    """The frame for n_inputs and n_outputs: on the stack when they fit,
+    else on the heap (the caller frees f.heap)."""
+    if frame_on_stack(f, n_inputs, n_outputs):
+        return 0
     cdef size_t n = n_inputs + n_outputs
-    if n <= 2 * STACK_BUFFERS and n_inputs <= STACK_BUFFERS:
-        f.inputs = f.stack
-        f.pointers = f.pointer_stack
-        f.scalars = f.scalar_stack
-    else:
-        f.heap = PyMem_Malloc(n * (sizeof(fjffi_buffer) + sizeof(void *))
-                              + n_inputs * 2 * sizeof(uint64_t))
-        if f.heap == NULL:
-            raise MemoryError()
-        f.inputs = <fjffi_buffer *>f.heap
-        f.pointers = <void **>(f.inputs + n)
-        f.scalars = <uint64_t *>(f.pointers + n)
+    f.n_inputs = n_inputs
+    f.n_outputs = n_outputs
+    f.heap = PyMem_Malloc(n * (sizeof(fjffi_buffer) + sizeof(void *))
+                          + n_inputs * 2 * sizeof(uint64_t))
+    if f.heap == NULL:
+        raise MemoryError()
+    f.inputs = <fjffi_buffer *>f.heap
+    f.pointers = <void **>(f.inputs + n)
+    f.scalars = <uint64_t *>(f.pointers + n)
     f.outputs = f.inputs + n_inputs
     return 0
 
@@ -141,7 +154,22 @@ cdef int contract_problem(const fjffi_raw_contract *c, Frame *f, char *detail,
     return 0
 
 
-cdef inline int check_contract(str name, const fjffi_raw_contract *c, Frame *f) except -1:
+cdef inline bint contract_holds(const fjffi_raw_contract *c, Frame *f) noexcept nogil:
+    """Whether a built-in raw kernel's contract holds for the frame: the
+    check on every call; refuse_contract says what is wrong when not."""
+    cdef size_t i
+    cdef const fjffi_buffer *b
+    if f.n_inputs != c.n_inputs or f.n_outputs != c.n_outputs:
+        return True  # the kernel checks its counts itself
+    for i in range(f.n_inputs + f.n_outputs):
+        b = &f.inputs[i]  # outputs follow inputs
+        if ((c.dtype >= 0 and b.dtype != c.dtype) or b.nbytes < c.min_nbytes
+                or b.nbytes > c.max_nbytes):
+            return False
+    return True
+
+
+cdef int refuse_contract(str name, const fjffi_raw_contract *c, Frame *f) except -1:
     cdef char detail[128]
     cdef size_t i
     cdef int problem = contract_problem(c, f, detail, sizeof(detail), &i)

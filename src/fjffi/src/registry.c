@@ -250,18 +250,10 @@ int registry_remove(registry *r, const char *name, size_t len, uint64_t hash) {
     return t == NULL;
 }
 
-const registry_target *registry_cached_get(registry *r, registry_cache *c, const char *name,
+const registry_target *registry_cache_fill(registry *r, registry_cache *c, const char *name,
                                            size_t len, uint64_t hash) {
-    uint64_t now = atomic_load_explicit(&r->generation, memory_order_acquire);
     uint64_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
-    if ((seq & 1) == 0) {
-        const registry_target *t = atomic_load_explicit(&c->target, memory_order_relaxed);
-        uint64_t filled = atomic_load_explicit(&c->generation, memory_order_relaxed);
-        atomic_thread_fence(memory_order_acquire);
-        if (t != NULL && filled == now &&
-            atomic_load_explicit(&c->seq, memory_order_relaxed) == seq)
-            return t;
-    }
+    uint64_t now;
     /* The generation read under the read lock belongs with what it finds. */
     pthread_rwlock_rdlock(&r->lock);
     now = atomic_load_explicit(&r->generation, memory_order_relaxed);

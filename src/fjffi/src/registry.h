@@ -85,7 +85,25 @@ typedef struct registry_cache {
     _Atomic uint64_t generation;
 } registry_cache;
 
-const registry_target *registry_cached_get(registry *r, registry_cache *c, const char *name,
+/* The lookup behind registry_cached_get when the cache does not hold it. */
+const registry_target *registry_cache_fill(registry *r, registry_cache *c, const char *name,
                                            size_t len, uint64_t hash);
+
+/* Inline, for the hit on every call: a hit is a handful of loads. */
+static inline const registry_target *registry_cached_get(registry *r, registry_cache *c,
+                                                         const char *name, size_t len,
+                                                         uint64_t hash) {
+    uint64_t now = atomic_load_explicit(&r->generation, memory_order_acquire);
+    uint64_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
+    if ((seq & 1) == 0) {
+        const registry_target *t = atomic_load_explicit(&c->target, memory_order_relaxed);
+        uint64_t filled = atomic_load_explicit(&c->generation, memory_order_relaxed);
+        atomic_thread_fence(memory_order_acquire);
+        if (t != NULL && filled == now &&
+            atomic_load_explicit(&c->seq, memory_order_relaxed) == seq)
+            return t;
+    }
+    return registry_cache_fill(r, c, name, len, hash);
+}
 
 #endif
