@@ -115,8 +115,13 @@ cdef int invoke_target(Call c, bint guard, bint zeroed, object inputs,
     if t == NULL:
         raise TargetNotFoundError(c.name, c.registry.names())
     # Held for the call: what owns the target's code stays alive even if the
-    # target is unregistered or replaced meanwhile.
-    cdef object holder = <object>t.record
+    # target is unregistered or replaced meanwhile.  Without a GIL the
+    # registry keeps every target it ever held until it dies (retire), and
+    # c holds the registry: a reference here would only make the threads
+    # that call one target write one reference count.
+    cdef object holder
+    if not FREE_THREADED:
+        holder = <object>t.record
     # The common call, tuples of at most STACK_BUFFERS buffers a side, has
     # its whole frame on the stack and nothing to free.
     if (type(inputs) is tuple and type(outputs) is tuple

@@ -73,7 +73,8 @@ cdef inline int describe_buffer(object obj, fjffi_buffer *desc) noexcept:
     """
     cdef Buffer buf
     cdef cnp.ndarray arr
-    cdef int code, flags
+    cdef int code, flags, k
+    cdef size_t nbytes
     if type(obj) is Buffer:
         buf = <Buffer>obj
         if not buf.ready:
@@ -92,10 +93,15 @@ cdef inline int describe_buffer(object obj, fjffi_buffer *desc) noexcept:
                 or not (flags & cnp.NPY_ARRAY_ALIGNED) or not cnp.PyArray_ISNOTSWAPPED(arr)):
             return -1
         desc.data = cnp.PyArray_DATA(arr)
-        desc.nbytes = cnp.PyArray_NBYTES(arr)
         desc.dtype = code
         desc.ndim = cnp.PyArray_NDIM(arr)
         desc.shape = <const int64_t *>cnp.PyArray_DIMS(arr)
+        # PyArray_NBYTES, without its call into numpy: an array's size in
+        # bytes always fits, so the product cannot overflow.
+        nbytes = cnp.PyArray_ITEMSIZE(arr)
+        for k in range(desc.ndim):
+            nbytes *= desc.shape[k]
+        desc.nbytes = nbytes
         return not (flags & cnp.NPY_ARRAY_WRITEABLE)
     return -1
 
