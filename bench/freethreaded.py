@@ -46,32 +46,41 @@ SIZES = (1000, 8192, 32768, 131072)
 def run(invoke, arrays, calls: int, nthreads: int) -> tuple[float, list[float]]:
     """(wall seconds, each thread's CPU seconds) for nthreads threads making
     calls each, started together."""
-    barrier = threading.Barrier(nthreads + 1)
+    barrier = threading.Barrier(nthreads)
     cpu = [0.0] * nthreads
+    spans: list = []  # each thread's (start, end) in wall time
     errors: list = []
 
     def body(i):
         ins, outs = (arrays[i][0],), (arrays[i][1],)
         barrier.wait()
-        t0 = time.thread_time()
+        w0, t0 = time.perf_counter(), time.thread_time()
         try:
             for _ in itertools.repeat(None, calls):
                 invoke(ins, outs)
         except BaseException as exc:  # noqa: BLE001 - raised below
             errors.append(exc)
         cpu[i] = time.thread_time() - t0
+        spans.append((w0, time.perf_counter()))
 
-    threads = [threading.Thread(target=body, args=(i,)) for i in range(nthreads)]
-    for t in threads:
-        t.start()
-    barrier.wait()
-    t0 = time.perf_counter()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
+    join_all([threading.Thread(target=body, args=(i,)) for i in range(nthreads)])
     if errors:
         raise errors[0]
-    return wall, cpu
+    return wall_of(spans), cpu
+
+
+def join_all(threads: list) -> None:
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def wall_of(spans: list) -> float:
+    """From the first thread's start to the last one's end, timed by the
+    threads themselves: under SCHED_FIFO the main thread may not run again
+    until they are done, so its own clock would miss their run."""
+    return max(end for _, end in spans) - min(start for start, _ in spans)
 
 
 def measure(rounds: int) -> list[dict]:
@@ -110,9 +119,11 @@ def measure(rounds: int) -> list[dict]:
 def sharing(rounds: int) -> list[dict]:
     """The goal's row (1k negate, gil="auto") with less shared between the
     two threads: one Call for both (as in measure), a Call per thread, and
-    a Call and a Registry per thread.  Without a GIL every shared object's
-    reference count, and the registry's rwlock reader count, is written by
-    both threads on every call."""
+    a Call and a Registry per thread; and the floor (the kernel called
+    straight from Cython, no fjffi), one function object both threads call,
+    as with one Call.  Without a GIL a shared object's reference count is
+    written by both threads on every call: the interpreter's own call of a
+    callable both threads hold writes it."""
     n, calls = 1000, 80_000
     capsule = _floor.capsule("negate")
     regs = [fjffi.Registry() for _ in range(2)]
@@ -121,32 +132,32 @@ def sharing(rounds: int) -> list[dict]:
     shared = fjffi.Call("negate_auto", regs[0]).invoke
     own = [fjffi.Call("negate_auto", regs[0]).invoke for _ in range(2)]
     own_reg = [fjffi.Call("negate_auto", regs[i]).invoke for i in range(2)]
-    variants = {"one Call": lambda i: shared, "a Call per thread": lambda i: own[i],
-                "a Call and a Registry per thread": lambda i: own_reg[i]}
     arrays = [(np.arange(n, dtype=np.float64), np.empty(n)) for _ in range(2)]
+    # Each variant: thread i's callable and its two arguments.
+    variants = {"one Call": lambda i: (shared, (arrays[i][0],), (arrays[i][1],)),
+                "a Call per thread": lambda i: (own[i], (arrays[i][0],), (arrays[i][1],)),
+                "a Call and a Registry per thread":
+                    lambda i: (own_reg[i], (arrays[i][0],), (arrays[i][1],)),
+                "the floor (no fjffi)": lambda i: (_floor.negate, *arrays[i])}
     samples: dict = {v: {"one_ns": [], "two_ns": [], "cpu": [], "wall": []} for v in variants}
 
     def run_each(pick, nthreads):
         # run() with a different invoke per thread.
-        barrier = threading.Barrier(nthreads + 1)
+        barrier = threading.Barrier(nthreads)
         cpu = [0.0] * nthreads
+        spans: list = []
 
         def body(i):
-            invoke, ins, outs = pick(i), (arrays[i][0],), (arrays[i][1],)
+            invoke, ins, outs = pick(i)
             barrier.wait()
-            t0 = time.thread_time()
+            w0, t0 = time.perf_counter(), time.thread_time()
             for _ in itertools.repeat(None, calls):
                 invoke(ins, outs)
             cpu[i] = time.thread_time() - t0
+            spans.append((w0, time.perf_counter()))
 
-        threads = [threading.Thread(target=body, args=(i,)) for i in range(nthreads)]
-        for t in threads:
-            t.start()
-        barrier.wait()
-        t0 = time.perf_counter()
-        for t in threads:
-            t.join()
-        return time.perf_counter() - t0, cpu
+        join_all([threading.Thread(target=body, args=(i,)) for i in range(nthreads)])
+        return wall_of(spans), cpu
 
     for _ in range(rounds):
         for v, pick in variants.items():

@@ -29,6 +29,7 @@ cdef class Call:
     cdef readonly str name
     cdef readonly Registry registry
     cdef readonly bint guard
+    cdef registry *reg  # registry's table, read without touching its reference count
     cdef const char *cname
     cdef Py_ssize_t clen
     cdef uint64_t hash
@@ -54,6 +55,7 @@ cdef class Call:
         self.hash = registry_hash(cname, clen)
         self.clen = clen
         self.registry = default_registry if registry is None else registry
+        self.reg = reg_of(self.registry)
         self.guard = GUARD_DEFAULT if guard is None else guard
         fjffi_publish_ptr(&self.cname, cname)  # last: a Call with cname set is complete
 
@@ -110,8 +112,8 @@ cdef int invoke_target(Call c, bint guard, bint zeroed, object inputs,
     Call is passed whole, and its name read only to say what went wrong:
     no reference counting of its fields on the way."""
     cdef Frame f
-    cdef const registry_target *t = registry_cached_get(reg_of(c.registry), &c.cache, c.cname,
-                                                        c.clen, c.hash)
+    cdef const registry_target *t = registry_cached_get(c.reg, &c.cache, c.cname, c.clen,
+                                                        c.hash)
     if t == NULL:
         raise TargetNotFoundError(c.name, c.registry.names())
     # Held for the call: what owns the target's code stays alive even if the
