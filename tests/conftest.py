@@ -18,9 +18,15 @@ if SOURCE_TREE / "src" in pathlib.Path(fjffi.__file__).resolve().parents:
         "(pip install '.[test]') and run pytest from outside the package folder"
     )
 
-hypothesis.settings.register_profile("default", deadline=None, max_examples=200)
-hypothesis.settings.register_profile("ci", deadline=None, max_examples=300, derandomize=True)
-hypothesis.settings.register_profile("quick", deadline=None, max_examples=30)
+# No deadline and no too_slow health check: on a loaded machine, under a
+# sanitizer or with several threads drawing at once (pytest-run-parallel),
+# drawing is slow without anything being wrong.  The profiles CI uses draw
+# the same examples every run, so a failure there is never a new draw.
+_SLOW_IS_FINE = {"deadline": None,
+                 "suppress_health_check": [hypothesis.HealthCheck.too_slow]}
+hypothesis.settings.register_profile("default", max_examples=200, **_SLOW_IS_FINE)
+hypothesis.settings.register_profile("ci", max_examples=300, derandomize=True, **_SLOW_IS_FINE)
+hypothesis.settings.register_profile("quick", max_examples=30, derandomize=True, **_SLOW_IS_FINE)
 hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 

@@ -414,7 +414,7 @@ def overlap_probe():
         with lock:
             inside[0] += 1
             peak[0] = max(peak[0], inside[0])
-        time.sleep(0.002)
+        time.sleep(0.01)  # long enough for 8 threads to meet inside, even loaded
         with lock:
             inside[0] -= 1
         return x

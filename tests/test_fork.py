@@ -21,7 +21,7 @@ def run_in_child(fn) -> int:
         except BaseException:
             code = 1
         os._exit(code)
-    for _ in range(200):  # up to 10 s: a deadlocked child never exits
+    for _ in range(1200):  # up to 60 s: a deadlocked child never exits
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
             return os.waitstatus_to_exitcode(status)

@@ -128,14 +128,16 @@ def test_exit_in_the_kernel_raises_target_crashed_with_the_status(reg, lib_path)
 
 
 def test_an_endless_loop_raises_timeout_after_the_timeout(reg, lib_path):
-    isolated(reg, lib_path, "mode_iso", "iso_mode", timeout=1)
+    # 3 s: long enough that a loaded machine does not time out the quick call
+    # after it; the upper bound only says the caller did not wait for good.
+    isolated(reg, lib_path, "mode_iso", "iso_mode", timeout=3)
     start = time.monotonic()
     with pytest.raises(fjffi.TargetTimeoutError) as info:
         run_mode(reg, "mode_iso", LOOP)
     elapsed = time.monotonic() - start
-    assert 1.0 <= elapsed < 15.0
+    assert 3.0 <= elapsed < 60.0
     assert isinstance(info.value, TimeoutError) and isinstance(info.value, fjffi.FfiError)
-    assert (info.value.target, info.value.timeout) == ("mode_iso", 1)
+    assert (info.value.target, info.value.timeout) == ("mode_iso", 3)
     assert run_mode(reg, "mode_iso", 0) == 1.0
 
 

@@ -5,6 +5,7 @@ bench/ is not installed: compare.py is run as a script from the source
 checkout, with this interpreter (whose fjffi is the installed one)."""
 
 import json
+import math
 import os
 import pathlib
 import subprocess
@@ -77,7 +78,9 @@ def test_each_seed_figure_is_shown_against_v1(quick_run):
     for fields in rows.values():
         # name, fjffi figure and unit, v1 figure and unit, ratio
         assert len(fields) == 6 and fields[-1].endswith("x"), fields
-        assert float(fields[-1][:-1]) > 0
+        # A figure is net of the timing loop, so on a loaded machine it may
+        # come out at or below 0: it must be a number, not a sign.
+        assert math.isfinite(float(fields[-1][:-1])), fields
 
 
 def test_no_bench_skips_the_timing():
@@ -93,7 +96,7 @@ def test_json_written_with_the_seed_figures(tmp_path):
     report = json.loads(path.read_text())
     assert set(report["self_check"].values()) == {"ok"}
     assert [r["name"] for r in report["seed"]] == SEED_NAMES
-    assert all(r["median_ns"] > 0 and r["seed_v1_ns"] > 0 for r in report["seed"])
+    assert all(math.isfinite(r["median_ns"]) and r["seed_v1_ns"] > 0 for r in report["seed"])
 
 
 def test_help():
@@ -187,4 +190,4 @@ def test_compare_runs_one_quick_section(tmp_path):
     assert "to_buffer of a contiguous float64 array" in done.stdout
     assert "issue" not in done.stdout.lower()
     report = json.loads(path.read_text())
-    assert report["to_buffer"]["1k_ns"] > 0
+    assert math.isfinite(report["to_buffer"]["1k_ns"])

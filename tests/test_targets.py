@@ -203,6 +203,7 @@ def test_duplicate_name_keeps_the_first_registration(cdll, reg):
     assert fjffi.call("k", (1.0, 1.0), (F64,), registry=reg)[0] == 2.0
 
 
+@pytest.mark.thread_unsafe(reason="gc.collect() is a no-op while another thread collects")
 def test_ctypes_library_stays_loaded_while_registered(lib_path, reg):
     def register_and_forget():
         lib = ctypes.CDLL(str(lib_path))
@@ -216,6 +217,7 @@ def test_ctypes_library_stays_loaded_while_registered(lib_path, reg):
     assert reg.get("add").owner._objects["0"] is lib_ref()
 
 
+@pytest.mark.thread_unsafe(reason="gc.collect() is a no-op while another thread collects")
 def test_a_dropped_registry_lets_go_of_the_library(lib_path):
     def register_in_a_temporary_registry():
         lib = ctypes.CDLL(str(lib_path))
@@ -389,6 +391,7 @@ def test_null_cffi_function_pointer_is_refused(cffi_abi, reg):
         reg.register("null", ffi.cast("int32_t(*)(void *, size_t, void *, size_t)", 0))
 
 
+@pytest.mark.thread_unsafe(reason="gc.collect() is a no-op while another thread collects")
 def test_cffi_library_stays_loaded_while_registered(lib_path, reg, tmp_path):
     # A cffi cdata does not hold its library: cffi closes it when the lib
     # and its ffi are collected.  keep_alive=lib makes the registry hold it.

@@ -21,7 +21,10 @@ HERE = pathlib.Path(__file__).resolve().parent
 USER_KERNELS_C = HERE.parent / "kernels" / "user_kernels.c"
 ADV_KERNELS_C = HERE / "adv_kernels.c"
 
-TIMEOUT = 30.0
+# For a whole batch of children started at once: on a loaded 2-core machine
+# under a sanitizer their imports alone take most of a minute.  A real hang
+# is caught sooner by each child's own faulthandler timer, where it has one.
+TIMEOUT = 120.0
 TIMED_OUT = -1000  # returncode reported for a child killed at its timeout
 
 # Every snippet starts with these imports and helpers.  RawProto is the raw

@@ -211,7 +211,7 @@ CASES = list(snippets("LIB"))
 
 @pytest.fixture(scope="module")
 def fork_results(kernels_lib):
-    return run_snippets(snippets(kernels_lib), timeout=40)
+    return run_snippets(snippets(kernels_lib), timeout=120)
 
 
 @pytest.mark.parametrize("case", CASES)

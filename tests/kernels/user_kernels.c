@@ -70,8 +70,10 @@ static int64_t probe(const uint8_t *const *inputs) {
     memcpy(&slot, inputs[0], sizeof slot);
     memcpy(&wait_us, inputs[1], sizeof wait_us);
     slot &= 7;
-    long entry = atomic_fetch_add(&probe_entries[slot], 1);
+    /* Inside first, then the entry: a partner that sees this entry leaves
+     * only after this call counted itself inside, so both see peak 2. */
     int64_t peak = atomic_fetch_add(&probe_inside[slot], 1) + 1;
+    long entry = atomic_fetch_add(&probe_entries[slot], 1);
     const struct timespec step = {0, 20 * 1000};
     for (double deadline = now_us() + (double)wait_us; peak < 2 && now_us() < deadline;) {
         nanosleep(&step, NULL);
