@@ -23,8 +23,9 @@ The rules of this room:
   second ``__init__`` are refused.
 
 The rooms, in the order they build on each other: dtypes (fjffi.h's table),
-buffer, marshal, registry, the frame of a call, the call, the C API's call
-without Python, DLPack, guard mode, callbacks; module init last.
+buffer, marshal, registry, the frame of a call, the call, the kernel's run,
+the C API's call without Python, DLPack, guard mode, callbacks; module init
+last.
 """
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
@@ -145,6 +146,7 @@ include "core/marshal.pxi"
 include "core/registry.pxi"
 include "core/frame.pxi"
 include "core/call.pxi"
+include "core/run.pxi"
 include "core/capi.pxi"
 include "core/dlpack.pxi"
 include "core/guard.pxi"

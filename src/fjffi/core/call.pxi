@@ -95,16 +95,6 @@ cdef class Call:
         invoke_target(self, self.guard, False, inputs, outputs)
 
 
-cdef inline tuple as_buffers(object seq, str which):
-    # A tuple holds its items for the whole call; a list could be
-    # emptied by another thread while the kernel runs without the GIL.
-    if type(seq) is tuple:
-        return <tuple>seq
-    if type(seq) is list:
-        return tuple(<list>seq)
-    raise TypeError(f"{which} must be a tuple or a list of buffers, not {type(seq).__name__}")
-
-
 cdef int invoke_target(Call c, bint guard, bint zeroed, object inputs,
                        object outputs) except -1:
     """Resolve c's name through its cache, then run.  zeroed: the outputs
@@ -195,21 +185,6 @@ cdef inline int describe_in_place(Call c, tuple inputs, tuple outputs, Frame *f,
     return 1
 
 
-cdef int check_input_bools(str name, Frame *f, size_t i) except -1:
-    cdef Py_ssize_t bad = fjffi_first_bad_bool(<uint8_t *>f.inputs[i].data, f.inputs[i].nbytes)
-    if bad >= 0:
-        raise InvalidBoolByteError(i, bad, (<uint8_t *>f.inputs[i].data)[bad],
-                                   f"{name}: input {i}")
-    return 0
-
-
-cdef int raise_overlap(str name, size_t i, size_t j, bint with_input) except -1:
-    if with_input:
-        raise LayoutError(f"{name}: output {i} overlaps input {j}; outputs "
-                          "are zeroed before the call, so they must not alias")
-    raise LayoutError(f"{name}: output {i} overlaps output {j}")
-
-
 cdef object describe_converting(Call c, const registry_target *t, tuple inputs, tuple outputs,
                                 Frame *f, size_t *moved):
     """Describe and check every buffer of a call with one that is not
@@ -276,96 +251,6 @@ cdef object describe_converting(Call c, const registry_target *t, tuple inputs, 
             converted.append(describe_dlpack(inputs[i], &f.inputs[i], False, (name, "input", i),
                                              True))
     return inputs if converted is None else (inputs, converted)
-
-
-cdef inline int execute(Call c, bint guard, bint unscrubbed, const registry_target *t,
-                        object owner, Frame *f, size_t moved) except -1:
-    """Steps 4 to 6 on a validated frame: zero, run, check.  owner holds
-    every buffer of the frame (a callback's views keep it alive).  Inline,
-    so the common call (a thread-safe C kernel, unguarded) is a few branches
-    and the kernel's own call; the rest is in execute_other."""
-    cdef size_t i
-    cdef fjffi_context ctx
-    cdef int32_t rc
-    if t.is_callback or guard or not t.thread_safe:
-        return execute_other(c, guard, unscrubbed, t, owner, f, moved)
-    ctx.message[0] = 0
-    if releases_gil(t, moved):
-        with nogil:
-            if not unscrubbed:
-                zero_outputs(f)  # a large scrub need not hold the GIL either
-            rc = run_kernel(t, f, &ctx)
-    else:
-        if not unscrubbed:
-            zero_outputs(f)
-        rc = run_kernel(t, f, &ctx)
-    if rc != 0:
-        return raise_failed(c.name, t, f, rc, &ctx)
-    for i in range(f.n_outputs):
-        if f.outputs[i].dtype == FJFFI_BOOL:
-            return check_output_bools(c.name, f)
-    return 0
-
-
-cdef int execute_other(Call c, bint guard, bint unscrubbed, const registry_target *t,
-                       object owner, Frame *f, size_t moved) except -1:
-    """execute for a callback, a guarded call or a target that is not
-    thread-safe."""
-    cdef fjffi_context ctx
-    cdef int32_t rc
-    cdef str name = c.name
-    if t.is_callback:
-        run_callback(name, t, owner, f)
-        return check_output_bools(name, f)
-    ctx.message[0] = 0
-    if guard:
-        rc = run_guarded(name, t, f, &ctx, releases_gil(t, moved))
-    else:
-        # Nothing between lock and unlock can raise.
-        lock_target(name, t)
-        if releases_gil(t, moved):
-            with nogil:
-                if not unscrubbed:
-                    zero_outputs(f)
-                rc = run_kernel(t, f, &ctx)
-        else:
-            if not unscrubbed:
-                zero_outputs(f)
-            rc = run_kernel(t, f, &ctx)
-        unlock_target(t)
-    if rc != 0:
-        return raise_failed(name, t, f, rc, &ctx)
-    return check_output_bools(name, f)
-
-
-cdef int raise_failed(str name, const registry_target *t, Frame *f, int32_t rc,
-                      fjffi_context *ctx) except -1:
-    zero_outputs(f)
-    raise CallFailedError(name, rc, failure_message(t, rc, ctx))
-
-
-cdef int check_output_bools(str name, Frame *f) except -1:
-    """A kernel's bool outputs hold only 0 or 1; otherwise the outputs are
-    zeroed and InvalidBoolByteError raised."""
-    cdef size_t i
-    cdef Py_ssize_t bad
-    for i in range(f.n_outputs):
-        if f.outputs[i].dtype == FJFFI_BOOL:
-            bad = fjffi_first_bad_bool(<uint8_t *>f.outputs[i].data, f.outputs[i].nbytes)
-            if bad >= 0:
-                value = (<uint8_t *>f.outputs[i].data)[bad]
-                zero_outputs(f)
-                raise InvalidBoolByteError(f.n_inputs + i, bad, value,
-                                           f"{name}: output {i}")
-    return 0
-
-
-cdef str failure_message(const registry_target *t, int32_t rc, fjffi_context *ctx):
-    """The kernel's own message; a raw-ABI kernel has no way to give one."""
-    ctx.message[FJFFI_MESSAGE_SIZE - 1] = 0
-    if ctx.message[0] != 0:
-        return ctx.message.decode("utf-8", "replace")
-    return f"extern function returned code {rc}"
 
 
 # fjffi.call's Calls on the default registry, by name: the name's UTF-8,

@@ -1,17 +1,12 @@
-# --- the frame of a call: descriptors, checks, the kernel's run -------------
+# --- the frame of a call: descriptors and their checks ---------------------
 #
 # What Call.invoke, fjffi.call and the C API's invoke share: the frame of
-# descriptors a kernel gets, its validation, the scrub, and running the
-# kernel under its lock and GIL policy.
+# descriptors a kernel gets, how a buffer is described, the built-in
+# kernels' contracts and the scrub.
 
 cdef enum:
     # Buffers per side held on the stack; more than this go to the heap.
     STACK_BUFFERS = 8
-
-# Under "auto", a call that moves at least this many bytes (inputs plus
-# outputs) releases the GIL.  Below it, the release and reacquire cost more
-# than the kernel (measured: see bench/README.md).
-cdef Py_ssize_t AUTO_RELEASE_BYTES = 262144
 
 
 cdef struct Frame:
@@ -190,77 +185,26 @@ cdef int refuse_contract(str name, const fjffi_raw_contract *c, Frame *f) except
     raise BufferMismatchError(i, c.min_nbytes, f.inputs[i].nbytes, f"{name}: {role} needs {need}")
 
 
-cdef inline int32_t run_kernel(const registry_target *t, Frame *f,
-                               fjffi_context *ctx) noexcept nogil:
-    """Call the kernel; allocates nothing, so it cannot fail on its own.  A
-    target that is not thread-safe is locked by the caller (lock_target)."""
-    cdef int32_t rc
-    cdef size_t i
-    global fjffi_running_target
-    if fjffi_stats_mode:
-        return run_kernel_counted(t, f, ctx)
-    cdef const char *outer = fjffi_running_target
-    fjffi_running_target = t.name
-    if t.api_version == FJFFI_ABI_TYPED:
-        rc = (<fjffi_typed_fn>t.fn)(f.inputs, f.n_inputs, f.outputs, f.n_outputs, ctx)
-    else:
-        for i in range(f.n_inputs + f.n_outputs):
-            f.pointers[i] = f.inputs[i].data  # outputs follow inputs in both arrays
-        rc = (<fjffi_raw_fn>t.fn)(<const uint8_t **>f.pointers, f.n_inputs,
-                                  <uint8_t **>(f.pointers + f.n_inputs), f.n_outputs)
-    fjffi_running_target = outer
-    return rc
+cdef inline tuple as_buffers(object seq, str which):
+    # A tuple holds its items for the whole call; a list could be
+    # emptied by another thread while the kernel runs without the GIL.
+    if type(seq) is tuple:
+        return <tuple>seq
+    if type(seq) is list:
+        return tuple(<list>seq)
+    raise TypeError(f"{which} must be a tuple or a list of buffers, not {type(seq).__name__}")
 
 
-cdef int32_t run_kernel_counted(const registry_target *t, Frame *f,
-                                fjffi_context *ctx) noexcept nogil:
-    """run_kernel while statistics are on (set_stats): counted, and timed."""
-    cdef bint timed = fjffi_stats_mode == 2
-    cdef uint64_t start = fjffi_stats_now() if timed else 0
-    cdef int32_t rc
-    cdef size_t i
-    global fjffi_running_target
-    cdef const char *outer = fjffi_running_target
-    fjffi_running_target = t.name
-    if t.api_version == FJFFI_ABI_TYPED:
-        rc = (<fjffi_typed_fn>t.fn)(f.inputs, f.n_inputs, f.outputs, f.n_outputs, ctx)
-    else:
-        for i in range(f.n_inputs + f.n_outputs):
-            f.pointers[i] = f.inputs[i].data
-        rc = (<fjffi_raw_fn>t.fn)(<const uint8_t **>f.pointers, f.n_inputs,
-                                  <uint8_t **>(f.pointers + f.n_inputs), f.n_outputs)
-    fjffi_running_target = outer
-    count_call(t, f, rc != 0, fjffi_stats_now() - start if timed else 0)
-    return rc
-
-
-cdef void count_call(const registry_target *t, Frame *f, bint failed,
-                     uint64_t ns) noexcept nogil:
-    cdef size_t i, moved = 0
-    for i in range(f.n_inputs + f.n_outputs):
-        moved += f.inputs[i].nbytes  # outputs follow inputs
-    fjffi_stats_count(t.stats_id, moved, failed, ns)
-
-
-cdef inline int lock_target(str name, const registry_target *t) except -1:
-    """Take a non-thread-safe target's lock, never waiting for it with the
-    GIL held: its holder may need the GIL to finish (a kernel that calls
-    back into Python), which would deadlock the two threads."""
-    cdef pthread_mutex_t *m = &(<registry_target *>t).serial
-    cdef int rc
-    if pthread_mutex_trylock(m) != 0:
-        with nogil:
-            rc = pthread_mutex_lock(m)
-        if rc != 0:  # EDEADLK: this thread is inside the target already
-            raise CallFailedError(name, -1, "a thread_safe=False target cannot be called "
-                                  "again from inside its own call (re-entered on one thread)")
+cdef int check_input_bools(str name, Frame *f, size_t i) except -1:
+    cdef Py_ssize_t bad = fjffi_first_bad_bool(<uint8_t *>f.inputs[i].data, f.inputs[i].nbytes)
+    if bad >= 0:
+        raise InvalidBoolByteError(i, bad, (<uint8_t *>f.inputs[i].data)[bad],
+                                   f"{name}: input {i}")
     return 0
 
 
-cdef inline void unlock_target(const registry_target *t) noexcept nogil:
-    pthread_mutex_unlock(&(<registry_target *>t).serial)
-
-
-cdef inline bint releases_gil(const registry_target *t, size_t moved) noexcept nogil:
-    return t.gil == FJFFI_GIL_RELEASE or (t.gil == FJFFI_GIL_AUTO
-                                          and moved >= <size_t>AUTO_RELEASE_BYTES)
+cdef int raise_overlap(str name, size_t i, size_t j, bint with_input) except -1:
+    if with_input:
+        raise LayoutError(f"{name}: output {i} overlaps input {j}; outputs "
+                          "are zeroed before the call, so they must not alias")
+    raise LayoutError(f"{name}: output {i} overlaps output {j}")
