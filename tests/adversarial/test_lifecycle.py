@@ -220,6 +220,37 @@ finally:
 print("ok")
 """,
 }
+# A Call reaches its registry's table through a raw pointer: the Call must
+# keep the registry alive, through collection and through a cycle.
+CALL_SNIPPETS["keeps-its-registry"] = """
+import weakref
+r = fjffi.Registry(); r.register_builtins()
+c = fjffi.Call("negate", r)
+ref = weakref.ref(r)
+del r
+junk = [bytearray(4096) for _ in range(2000)]  # reuse any freed memory
+gc.collect()
+assert ref() is not None, "the registry went while a Call of it lives"
+out = np.zeros(2); c.invoke((np.ones(2),), (out,))
+assert out.tolist() == [-1.0, -1.0], out
+del c
+gc.collect()
+assert ref() is None, "the registry outlived its last Call"
+print("ok")
+"""
+CALL_SNIPPETS["in-a-cycle-with-its-registry"] = """
+import weakref
+r = fjffi.Registry(); r.register_builtins()
+c = fjffi.Call("negate", r)
+box = [c]
+r.register_callback("hold", lambda x, box=box: x)  # r -> callback -> box -> c -> r
+ref = weakref.ref(r)
+out = np.zeros(2); c.invoke((np.ones(2),), (out,))
+del r, c, box
+gc.collect()
+assert ref() is None, "a cycle through a Call and its registry is never collected"
+print("ok")
+"""
 for how in ("copy.copy", "copy.deepcopy", "pickle"):
     clone = ("pickle.loads(pickle.dumps(c))" if how == "pickle" else f"{how}(c)")
     for name, ins, outs in [("negate", "(np.arange(3.0),)", "(np.zeros(3),)"),

@@ -5,6 +5,10 @@ def rebuild_call(str name, Registry registry, guard):
     return Call(name, registry, guard=guard)
 
 
+# no_gc_clear: a Call in a garbage cycle keeps its registry until it is
+# freed itself, so a finalizer in the cycle that still invokes it finds the
+# registry's table where reg points, not freed memory.
+@cython.no_gc_clear
 cdef class Call:
     """Call(name, registry=None, *, guard=None)
 --
