@@ -133,10 +133,19 @@ cdef extern from *:
     static inline void fjffi_publish_int(int *slot, int value) {
         __atomic_store_n(slot, value, __ATOMIC_RELEASE);
     }
+    /* The reads that pair with them: acquire order, a plain load on x86. */
+    static inline const char *fjffi_seen_ptr(const char **slot) {
+        return __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+    }
+    static inline int fjffi_seen_int(int *slot) {
+        return __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+    }
     """
     bint fjffi_claim(int *flag) noexcept nogil
     void fjffi_publish_ptr(const char **slot, const char *value) noexcept nogil
     void fjffi_publish_int(int *slot, int value) noexcept nogil
+    const char *fjffi_seen_ptr(const char **slot) noexcept nogil
+    int fjffi_seen_int(int *slot) noexcept nogil
 
 cnp.import_array()
 

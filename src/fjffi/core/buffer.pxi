@@ -106,7 +106,7 @@ cdef class Buffer:
         # A second __init__ would release the memory under live views.
         # Claimed atomically: two first __init__s at once (possible without
         # a GIL) would both fill self.view.
-        if self.ready or not fjffi_claim(&self.claimed):
+        if fjffi_seen_int(&self.ready) or not fjffi_claim(&self.claimed):
             raise TypeError("fjffi.Buffer.__init__ may be called only once")
         code = dtype_code(dtype)
         get_buffer(data, &self.view, &self.readonly)
@@ -158,7 +158,7 @@ cdef class Buffer:
         return 0
 
     cdef inline int check_ready(self) except -1:
-        if not self.ready:
+        if not fjffi_seen_int(&self.ready):
             raise TypeError("this fjffi.Buffer was never initialised (made with "
                             "Buffer.__new__ and no __init__)")
         return 0
@@ -199,7 +199,7 @@ cdef class Buffer:
         return PyBytes_FromStringAndSize(self.data, self.nbytes_)
 
     def __repr__(self):
-        if not self.ready:
+        if not fjffi_seen_int(&self.ready):
             return "fjffi.Buffer(<never initialised>)"
         return (f"fjffi.Buffer(shape={self.shape}, dtype={DTYPE_NAMES[self.code]}, "
                 f"nbytes={self.nbytes_}{', readonly' if self.readonly else ''})")

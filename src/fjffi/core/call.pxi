@@ -46,7 +46,7 @@ cdef class Call:
     def __init__(self, str name not None, Registry registry=None, *, guard=None):
         cdef const char *cname
         cdef Py_ssize_t clen
-        if self.cname != NULL:
+        if fjffi_seen_ptr(&self.cname) != NULL:
             raise TypeError("fjffi.Call.__init__ may be called only once")
         check_name(name, &cname, &clen)
         if guard is not None:
@@ -64,7 +64,7 @@ cdef class Call:
         fjffi_publish_ptr(&self.cname, cname)  # last: a Call with cname set is complete
 
     def __repr__(self):
-        if self.cname == NULL:
+        if fjffi_seen_ptr(&self.cname) == NULL:
             return "fjffi.Call(<never initialised>)"
         return f"fjffi.Call({self.name!r})"
 
@@ -80,7 +80,7 @@ cdef class Call:
         return rebuild_call(self.name, self.registry, self.guard)
 
     cdef inline int check_ready(self) except -1:
-        if self.cname == NULL:
+        if fjffi_seen_ptr(&self.cname) == NULL:
             raise TypeError("this fjffi.Call was never initialised (made with Call.__new__ "
                             "and no __init__)")
         return 0
@@ -94,7 +94,7 @@ cdef class Call:
         failure the outputs are left zeroed (or untouched, if validation
         failed first).
         """
-        if self.cname == NULL:
+        if fjffi_seen_ptr(&self.cname) == NULL:
             self.check_ready()
         invoke_target(self, self.guard, False, inputs, outputs)
 

@@ -72,7 +72,7 @@ cdef inline int describe_buffer(object obj, fjffi_buffer *desc) noexcept:
     cdef size_t nbytes
     if type(obj) is Buffer:
         buf = <Buffer>obj
-        if not buf.ready:
+        if not fjffi_seen_int(&buf.ready):
             return -1
         desc.data = buf.data
         desc.nbytes = buf.nbytes_
