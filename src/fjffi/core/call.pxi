@@ -154,11 +154,11 @@ cdef inline int run(Call c, bint guard, bint unscrubbed, const registry_target *
     cdef size_t moved = 0
     cdef object owner  # holds every buffer of the frame until the call returns
     if describe_in_place(c, inputs, outputs, f, &moved):
-        if t.contract != NULL and not contract_holds(<const fjffi_raw_contract *>t.contract, f):
-            refuse_contract(c.name, <const fjffi_raw_contract *>t.contract, f)
         owner = inputs
     else:
         owner = describe_converting(c, t, inputs, outputs, f, &moved)
+    if t.contract != NULL and not contract_holds(<const fjffi_raw_contract *>t.contract, f):
+        refuse_contract(c.name, <const fjffi_raw_contract *>t.contract, f)
     return execute(c, guard, unscrubbed, t, owner, f, moved)
 
 
@@ -242,8 +242,6 @@ cdef object describe_converting(Call c, const registry_target *t, tuple inputs, 
             if fjffi_overlaps(&f.outputs[i], &f.outputs[j]):
                 raise_overlap(name, i, j, False)
         moved[0] += f.outputs[i].nbytes
-    if t.contract != NULL and not contract_holds(<const fjffi_raw_contract *>t.contract, f):
-        refuse_contract(name, <const fjffi_raw_contract *>t.contract, f)
     if unpinned is not None and (t.is_callback or not t.thread_safe
                                  or releases_gil(t, moved[0])):
         # Other Python threads may run before the kernel returns, and a

@@ -22,15 +22,7 @@ cdef inline int execute(Call c, bint guard, bint unscrubbed, const registry_targ
     if t.is_callback or guard or not t.thread_safe:
         return execute_other(c, guard, unscrubbed, t, owner, f, moved)
     ctx.message[0] = 0
-    if releases_gil(t, moved):
-        with nogil:
-            if not unscrubbed:
-                zero_outputs(f)  # a large scrub need not hold the GIL either
-            rc = run_kernel(t, f, &ctx)
-    else:
-        if not unscrubbed:
-            zero_outputs(f)
-        rc = run_kernel(t, f, &ctx)
+    rc = scrub_and_run(t, f, &ctx, unscrubbed, moved)
     if rc != 0:
         return raise_failed(c.name, t, f, rc, &ctx)
     for i in range(f.n_outputs):
@@ -55,19 +47,29 @@ cdef int execute_other(Call c, bint guard, bint unscrubbed, const registry_targe
     else:
         # Nothing between lock and unlock can raise.
         lock_target(name, t)
-        if releases_gil(t, moved):
-            with nogil:
-                if not unscrubbed:
-                    zero_outputs(f)
-                rc = run_kernel(t, f, &ctx)
-        else:
-            if not unscrubbed:
-                zero_outputs(f)
-            rc = run_kernel(t, f, &ctx)
+        rc = scrub_and_run(t, f, &ctx, unscrubbed, moved)
         unlock_target(t)
     if rc != 0:
         return raise_failed(name, t, f, rc, &ctx)
     return check_output_bools(name, f)
+
+
+cdef inline int32_t scrub_and_run(const registry_target *t, Frame *f, fjffi_context *ctx,
+                                  bint unscrubbed, size_t moved) noexcept:
+    """Zero the outputs unless unscrubbed, then run the kernel, without the
+    GIL where the target's policy says so (a large scrub need not hold it
+    either)."""
+    cdef int32_t rc
+    if releases_gil(t, moved):
+        with nogil:
+            if not unscrubbed:
+                zero_outputs(f)
+            rc = run_kernel(t, f, ctx)
+    else:
+        if not unscrubbed:
+            zero_outputs(f)
+        rc = run_kernel(t, f, ctx)
+    return rc
 
 
 cdef int raise_failed(str name, const registry_target *t, Frame *f, int32_t rc,
@@ -104,11 +106,28 @@ cdef inline int32_t run_kernel(const registry_target *t, Frame *f,
                                fjffi_context *ctx) noexcept nogil:
     """Call the kernel; allocates nothing, so it cannot fail on its own.  A
     target that is not thread-safe is locked by the caller (lock_target)."""
+    if fjffi_stats_mode:
+        return run_kernel_counted(t, f, ctx)
+    return call_kernel(t, f, ctx)
+
+
+cdef int32_t run_kernel_counted(const registry_target *t, Frame *f,
+                                fjffi_context *ctx) noexcept nogil:
+    """run_kernel while statistics are on (set_stats): counted, and timed."""
+    cdef bint timed = fjffi_stats_mode == 2
+    cdef uint64_t start = fjffi_stats_now() if timed else 0
+    cdef int32_t rc = call_kernel(t, f, ctx)
+    count_call(t, f, rc != 0, fjffi_stats_now() - start if timed else 0)
+    return rc
+
+
+cdef inline int32_t call_kernel(const registry_target *t, Frame *f,
+                                fjffi_context *ctx) noexcept nogil:
+    """The kernel's call through its ABI, named as the running target for
+    the crash report."""
     cdef int32_t rc
     cdef size_t i
     global fjffi_running_target
-    if fjffi_stats_mode:
-        return run_kernel_counted(t, f, ctx)
     cdef const char *outer = fjffi_running_target
     fjffi_running_target = t.name
     if t.api_version == FJFFI_ABI_TYPED:
@@ -119,28 +138,6 @@ cdef inline int32_t run_kernel(const registry_target *t, Frame *f,
         rc = (<fjffi_raw_fn>t.fn)(<const uint8_t **>f.pointers, f.n_inputs,
                                   <uint8_t **>(f.pointers + f.n_inputs), f.n_outputs)
     fjffi_running_target = outer
-    return rc
-
-
-cdef int32_t run_kernel_counted(const registry_target *t, Frame *f,
-                                fjffi_context *ctx) noexcept nogil:
-    """run_kernel while statistics are on (set_stats): counted, and timed."""
-    cdef bint timed = fjffi_stats_mode == 2
-    cdef uint64_t start = fjffi_stats_now() if timed else 0
-    cdef int32_t rc
-    cdef size_t i
-    global fjffi_running_target
-    cdef const char *outer = fjffi_running_target
-    fjffi_running_target = t.name
-    if t.api_version == FJFFI_ABI_TYPED:
-        rc = (<fjffi_typed_fn>t.fn)(f.inputs, f.n_inputs, f.outputs, f.n_outputs, ctx)
-    else:
-        for i in range(f.n_inputs + f.n_outputs):
-            f.pointers[i] = f.inputs[i].data
-        rc = (<fjffi_raw_fn>t.fn)(<const uint8_t **>f.pointers, f.n_inputs,
-                                  <uint8_t **>(f.pointers + f.n_inputs), f.n_outputs)
-    fjffi_running_target = outer
-    count_call(t, f, rc != 0, fjffi_stats_now() - start if timed else 0)
     return rc
 
 
