@@ -16,7 +16,8 @@
 #
 # The interpreter for step 6 is built once by ../shared/tools/free-threaded-
 # python.sh (about 10 minutes) into ~/.cache/fjffi-free-threaded, and reused
-# by every later run on the same machine.
+# by every later run on the same machine.  A clone of a local checkout
+# finds that script beside the checkout it was cloned from.
 #
 # --quick trims what only adds repetition, for CI: fewer hypothesis examples
 # under the sanitizers, 2 threads per test under pytest-run-parallel and
@@ -94,9 +95,22 @@ parallel() {
 # declarations are checked in a second part without it: test_extending
 # builds and imports the test consumers, and python -m fjffi imports fjffi,
 # and an undeclared extension's RuntimeWarning is an error.
+freethreaded_script() {
+  local base
+  for base in "$root" "$(git -C "$root" remote get-url origin 2>/dev/null)"; do
+    if [ -n "$base" ] && [ -f "$base/../shared/tools/free-threaded-python.sh" ]; then
+      echo "$base/../shared/tools/free-threaded-python.sh"
+      return 0
+    fi
+  done
+  echo "no ../shared/tools/free-threaded-python.sh beside $root or its origin" >&2
+  return 1
+}
+
 freethreaded() {
-  local py rc=0
-  py=$(bash "$root/../shared/tools/free-threaded-python.sh" | tail -1) || return 1
+  local py script rc=0
+  script=$(freethreaded_script) || return 1
+  py=$(bash "$script" | tail -1) || return 1
   "$py" -m pip install -q --disable-pip-version-check --no-build-isolation \
     -Cbuild-dir="$work/build-ft" "$root[test-core]" || return 1
   local pytest=("$py" -W error::RuntimeWarning -m pytest -p no:cacheprovider -q)
@@ -142,7 +156,7 @@ cfuzz() {
 }
 
 export root work plain parallel_threads cfuzz_seconds
-export -f in_work stress parallel freethreaded have_libfuzzer cfuzz
+export -f in_work stress parallel freethreaded_script freethreaded have_libfuzzer cfuzz
 step build 15 "$root/tools/make_venv.sh" "$work/venv-plain" "$work/build-plain"
 step asan 40 "$root/tools/sanitize.sh" asan
 step tsan 20 "$root/tools/sanitize.sh" tsan
