@@ -34,7 +34,7 @@ def env_without_gil_setting() -> dict:
 
 @pytest.mark.skipif(not FREE_THREADED, reason="needs a free-threaded CPython (3.13t)")
 def test_importing_every_extension_keeps_the_gil_off():
-    code = ("import sys, fjffi, fjffi._core, fjffi._testing, fjffi._floor\n"
+    code = ("import sys, fjffi, fjffi._core, fjffi._testing, fjffi._floor, fjffi._jax_handler\n"
             "print(sys._is_gil_enabled())\n")
     done = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c", code],
                           env=env_without_gil_setting(), cwd="/", capture_output=True,
@@ -137,3 +137,57 @@ print("ok")
                           text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+
+def test_registries_named_at_once_by_compiled_programs_get_a_slot_each():
+    """fjffi.jax names a registry in a compiled program by a slot index.
+    Threads asking at once for new registries' indices each get a slot of
+    their own (two sharing one would run each other's registry), and the
+    table's end is a clear error.  In children: the slots last a process,
+    and without a GIL one child's threads may not happen to collide."""
+    code = """
+import threading
+import fjffi, fjffi._jax_handler as h
+
+THREADS, ROUNDS = 4, 255
+regs = [[fjffi.Registry() for _ in range(ROUNDS)] for _ in range(THREADS)]
+got = [[None] * ROUNDS for _ in range(THREADS)]
+arrived = [0]
+lock = threading.Lock()
+
+def run(i):
+    with lock:
+        arrived[0] += 1
+    while arrived[0] < THREADS:  # a spinning start lines the threads up closer than a Barrier
+        pass
+    for r in range(ROUNDS):
+        got[i][r] = h.registry_index(regs[i][r])
+
+threads = [threading.Thread(target=run, args=(i,)) for i in range(THREADS)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+index = {id(regs[i][r]): got[i][r] for i in range(THREADS) for r in range(ROUNDS)}
+assert sorted(index.values()) == list(range(1, THREADS * ROUNDS + 1)), "slots shared"
+for row in regs:
+    for reg in row:
+        assert h.registry_index(reg) == index[id(reg)]
+assert h.registry_index(fjffi.default_registry) == 0
+more = [fjffi.Registry() for _ in range(1023 - THREADS * ROUNDS)]
+assert [h.registry_index(reg) for reg in more] == list(range(THREADS * ROUNDS + 1, 1024))
+try:
+    h.registry_index(fjffi.Registry())
+except RuntimeError as exc:
+    assert "more than 1023 registries" in str(exc), exc
+else:
+    raise AssertionError("a 1024th registry got a slot")
+assert h.registry_index(more[-1]) == 1023
+print("ok")
+"""
+    for _ in range(8 if FREE_THREADED else 1):
+        done = subprocess.run([sys.executable, "-c", code], cwd="/", capture_output=True,
+                              text=True, timeout=300, check=False)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "ok"

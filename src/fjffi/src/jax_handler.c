@@ -26,13 +26,15 @@ static const fjffi_c_api *api;
 
 /*
  * The registries named by compiled programs, by index: 0 is
- * fjffi.default_registry (NULL for invoke).  Each is held for the life of
- * the process, since a compiled program may run at any time.  Slots are
- * filled under the GIL before their index is handed out, and never change.
+ * fjffi.default_registry (NULL for invoke), its slot never used.  Each is
+ * held for the life of the process, since a compiled program may run at any
+ * time.  A slot is claimed with a compare-and-swap, not under the GIL: on a
+ * free-threaded build two threads naming new registries at once would
+ * otherwise both fill the same slot, and one program would run the other's
+ * registry.  A filled slot never changes.
  */
 #define MAX_REGISTRIES 1024
 static PyObject *registries[MAX_REGISTRIES];
-static int64_t n_registries = 1;
 
 /* Buffers per side described on the stack; more go to the heap. */
 #define STACK_BUFFERS 16
@@ -135,7 +137,10 @@ static XLA_FFI_Error *handler(XLA_FFI_CallFrame *frame) {
                          "fjffi: the custom call has no string attribute fjffi_target "
                          "(emit it with fjffi.jax.call)");
     int name_len = name->len > 4096 ? 4096 : (int)name->len; /* for messages only */
-    if (reg_index < 0 || reg_index >= __atomic_load_n(&n_registries, __ATOMIC_ACQUIRE))
+    PyObject *registry = NULL;
+    if (reg_index > 0 && reg_index < MAX_REGISTRIES)
+        registry = __atomic_load_n(&registries[reg_index], __ATOMIC_ACQUIRE);
+    if (reg_index != 0 && registry == NULL)
         return xla_error(frame, XLA_FFI_Error_Code_FAILED_PRECONDITION,
                          "fjffi target '%.*s': the registry this program was traced with "
                          "(index %lld) does not exist in this process; only programs on "
@@ -180,7 +185,7 @@ static XLA_FFI_Error *handler(XLA_FFI_CallFrame *frame) {
         char message[FJFFI_MESSAGE_SIZE];
         int32_t code = 0;
         message[0] = '\0';
-        int32_t rc = api->invoke(registries[reg_index], name->ptr, name->len, descs,
+        int32_t rc = api->invoke(registry, name->ptr, name->len, descs,
                                  (size_t)n_in, descs + n_in, (size_t)n_out, &code, message,
                                  sizeof message);
         if (rc == FJFFI_INVOKE_FAILED)
@@ -237,18 +242,23 @@ static PyObject *registry_index(PyObject *self, PyObject *registry) {
         return NULL;
     }
     if (is_default) return PyLong_FromLong(0);
-    for (int64_t i = 1; i < n_registries; ++i)
-        if (registries[i] == registry) return PyLong_FromLongLong(i);
-    if (n_registries == MAX_REGISTRIES) {
-        PyErr_Format(PyExc_RuntimeError,
-                     "fjffi.jax: more than %d registries used in compiled programs",
-                     MAX_REGISTRIES - 1);
-        return NULL;
+    /* Slots fill from the front: a registry in none of the filled ones takes the first
+     * empty one. */
+    for (int64_t i = 1; i < MAX_REGISTRIES; ++i) {
+        PyObject *held = __atomic_load_n(&registries[i], __ATOMIC_ACQUIRE);
+        if (held == NULL) {
+            Py_INCREF(registry); /* before it is published: the slot keeps it */
+            if (__atomic_compare_exchange_n(&registries[i], &held, registry, 0,
+                                            __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+                return PyLong_FromLongLong(i);
+            Py_DECREF(registry); /* another thread filled it first */
+        }
+        if (held == registry) return PyLong_FromLongLong(i);
     }
-    Py_INCREF(registry);
-    registries[n_registries] = registry;
-    __atomic_store_n(&n_registries, n_registries + 1, __ATOMIC_RELEASE);
-    return PyLong_FromLongLong(n_registries - 1);
+    PyErr_Format(PyExc_RuntimeError,
+                 "fjffi.jax: more than %d registries used in compiled programs",
+                 MAX_REGISTRIES - 1);
+    return NULL;
 }
 
 static PyMethodDef methods[] = {
