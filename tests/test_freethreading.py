@@ -32,15 +32,22 @@ def env_without_gil_setting() -> dict:
     return env
 
 
+def run_child(code, *flags, env=None, timeout=300) -> str:
+    """Run code in a fresh interpreter (a crash there fails the test, not
+    the run); return what it printed."""
+    done = subprocess.run([sys.executable, *flags, "-c", code], env=env, cwd="/",
+                          capture_output=True, text=True, timeout=timeout, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
 @pytest.mark.skipif(not FREE_THREADED, reason="needs a free-threaded CPython (3.13t)")
 def test_importing_every_extension_keeps_the_gil_off():
     code = ("import sys, fjffi, fjffi._core, fjffi._testing, fjffi._floor, fjffi._jax_handler\n"
             "print(sys._is_gil_enabled())\n")
-    done = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c", code],
-                          env=env_without_gil_setting(), cwd="/", capture_output=True,
-                          text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "False", done.stderr
+    out = run_child(code, "-W", "error::RuntimeWarning", env=env_without_gil_setting(),
+                    timeout=120)
+    assert out == "False"
 
 
 def race(n, work):
@@ -133,11 +140,7 @@ stop.set()
 w.join()
 print("ok")
 """
-    done = subprocess.run([sys.executable, "-c", code], cwd="/", capture_output=True,
-                          text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "ok"
-
+    assert run_child(code) == "ok"
 
 
 def test_registries_named_at_once_by_compiled_programs_get_a_slot_each():
@@ -187,7 +190,4 @@ assert h.registry_index(more[-1]) == 1023
 print("ok")
 """
     for _ in range(8 if FREE_THREADED else 1):
-        done = subprocess.run([sys.executable, "-c", code], cwd="/", capture_output=True,
-                              text=True, timeout=300, check=False)
-        assert done.returncode == 0, done.stderr
-        assert done.stdout.strip() == "ok"
+        assert run_child(code) == "ok"
